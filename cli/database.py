@@ -1,0 +1,47 @@
+"""``fervid db``: schema migrations of the configured database."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from fervid.cli.errors import handle_errors, redact
+from fervid.settings import get_settings
+
+app = typer.Typer(help="Database schema: upgrade, downgrade, current revision.", no_args_is_help=True)
+console = Console(highlight=False)
+DatabaseUrl = Annotated[Optional[str], typer.Option(envvar="FERVID_DATABASE_URL", help="Database URL (default: embedded SQLite).")]
+
+
+@app.command()
+@handle_errors
+def upgrade(revision: str = "head", database_url: DatabaseUrl = None) -> None:
+    """Run the Alembic migrations up to REVISION."""
+    from fervid.db.migrate import current, upgrade as run_upgrade
+
+    url = get_settings(database_url=database_url).effective_database_url
+    run_upgrade(url, revision)
+    console.print(f"{redact(url)} at revision {current(url)}")
+
+
+@app.command()
+@handle_errors
+def downgrade(revision: str = "base", database_url: DatabaseUrl = None) -> None:
+    """Undo migrations down to REVISION (base: drop everything fervid created)."""
+    from fervid.db.migrate import current, downgrade as run_downgrade
+
+    url = get_settings(database_url=database_url).effective_database_url
+    run_downgrade(url, revision)
+    console.print(f"{redact(url)} at revision {current(url) or 'base'}")
+
+
+@app.command(name="current")
+@handle_errors
+def show_current(database_url: DatabaseUrl = None) -> None:
+    """Show the database's schema revision."""
+    from fervid.db.migrate import current
+
+    url = get_settings(database_url=database_url).effective_database_url
+    console.print(f"{redact(url)} at revision {current(url) or 'base (empty)'}")

@@ -1,0 +1,62 @@
+"""Map exceptions to one-line messages and exit codes; tracebacks only with ``--debug``."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_FAILED = 1  # the job ran and failed
+EXIT_BAD_INPUT = 2  # bad input or arguments (also Typer's usage errors)
+EXIT_UNAVAILABLE = 3  # database or broker unreachable
+
+err_console = Console(stderr=True, highlight=False)
+_debug = False
+
+
+def set_debug(value: bool) -> None:
+    global _debug
+    _debug = value
+
+
+def redact(text: str) -> str:
+    """Hide passwords in URLs (``scheme://user:secret@host`` → ``scheme://user:***@host``)."""
+    return re.sub(r"(\w+://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"OperationalError", "InterfaceError", "ConnectionError", "OperationalException", "TimeoutError"})
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Run a command; known errors become a red message and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except (ValueError, LookupError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            code, message = EXIT_BAD_INPUT, str(exc)
+        except KeyboardInterrupt:
+            code, message = 130, "interrupted"
+        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+            if _unavailable(exc):
+                code, message = EXIT_UNAVAILABLE, f"service unavailable: {str(exc).splitlines()[0]}"
+            else:
+                code, message = EXIT_FAILED, f"{type(exc).__name__}: {exc}"
+        if _debug:
+            err_console.print_exception()
+        err_console.print(f"[bold red]error:[/] {redact(message)}")
+        raise typer.Exit(code)
+
+    return wrapper

@@ -1,0 +1,194 @@
+"""``fervid train`` and ``fervid evaluate``: thin commands over :mod:`fervid.model.experiment`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fervid.cli.errors import handle_errors
+from fervid.settings import get_settings
+
+console = Console(highlight=False)
+
+DataDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="One sub-folder per class.")]
+Size = Annotated[int, typer.Option(help="Input size in pixels (the paper: 128; 48 and 64 are faster).")]
+Classes = Annotated[Optional[str], typer.Option(help="Comma-separated subset of classes, e.g. the paper's six.")]
+SkipUnknown = Annotated[bool, typer.Option(help="Skip class folders with unknown names instead of failing.")]
+Detect = Annotated[Optional[str], typer.Option(help="Detect faces first (haar|centerface); off for face crops.")]
+Attention = Annotated[str, typer.Option(help="none|ca|sa|csa|se|eca|cbam|scse")]
+Position = Annotated[str, typer.Option(help="after_conv|before_pool|after_pool")]
+Width = Annotated[float, typer.Option(help="Width multiplier of every layer.")]
+Arch = Annotated[str, typer.Option(help="csa_vgg, vgg16_gap, or timm:<name> with the backbones extra.")]
+Epochs = Annotated[int, typer.Option()]
+BatchSize = Annotated[int, typer.Option()]
+Lr = Annotated[float, typer.Option(help="Adam learning rate (the paper: 0.0005).")]
+Schedule = Annotated[str, typer.Option(help="constant|cosine")]
+Smoothing = Annotated[float, typer.Option(help="Label smoothing.")]
+Weighted = Annotated[bool, typer.Option(help="Class-weighted cross-entropy.")]
+Seed = Annotated[int, typer.Option()]
+Device = Annotated[str, typer.Option(help="auto|cpu|cuda")]
+
+
+def _classes(value: str | None) -> list[str] | None:
+    return [c.strip() for c in value.split(",") if c.strip()] if value else None
+
+
+def _configs(arch, attention, position, width, epochs, batch_size, lr, schedule, smoothing, weighted, seed, device):  # type: ignore[no-untyped-def]
+    from fervid.model.network import ModelConfig
+    from fervid.model.train import TrainConfig
+
+    model = ModelConfig(arch=arch, attention=attention, position=position, width=width)
+    train = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        schedule=schedule,
+        label_smoothing=smoothing,
+        class_weighted=weighted,
+        seed=seed,
+        device=device,
+    )
+    return model, train
+
+
+class _Bars:
+    """A progress bar over epochs (or folds) with the batch bar below it and one line per epoch."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.batches = progress.add_task("batches", total=None)
+
+    def on_batch(self, done: int, total: int) -> None:
+        self.progress.update(self.batches, completed=done, total=total)
+
+    def on_epoch(self, s) -> None:  # type: ignore[no-untyped-def]
+        val = f"  val acc {s.val_accuracy:.4f}" if s.val_accuracy is not None else ""
+        mark = " *" if s.best else ""
+        self.progress.console.print(
+            f"epoch {s.epoch}/{s.epochs}  loss {s.loss:.4f}  train acc {s.train_accuracy:.4f}{val}  {s.seconds:.1f}s{mark}"
+        )
+
+    def on_fold(self, k: int, n: int) -> None:
+        self.progress.console.print(f"[bold]fold {k}/{n}[/]")
+
+    def on_skip(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]skipped:[/] {message}")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+
+
+def train(
+    data_dir: DataDir,
+    out: Annotated[Path, typer.Option(help="Run folder: best.pt, last.pt (resumable).")] = Path("runs/train"),
+    val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: 10% of DATA_DIR).")] = None,
+    size: Size = 128,
+    classes: Classes = None,
+    skip_unknown: SkipUnknown = False,
+    detect: Detect = None,
+    arch: Arch = "csa_vgg",
+    attention: Attention = "csa",
+    position: Position = "before_pool",
+    width: Width = 1.0,
+    epochs: Epochs = 30,
+    batch_size: BatchSize = 64,
+    lr: Lr = 5e-4,
+    schedule: Schedule = "constant",
+    smoothing: Smoothing = 0.0,
+    weighted: Weighted = False,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Train fervid's network on a class-folder tree; resumes from OUT/last.pt when it exists."""
+    from fervid.model.experiment import Callbacks, DataOptions, train_folder
+
+    run = handle_errors(train_folder)
+    model, config = _configs(arch, attention, position, width, epochs, batch_size, lr, schedule, smoothing, weighted, seed, device)
+    with _progress() as progress:
+        bars = _Bars(progress)
+        result = run(
+            data_dir,
+            out,
+            model=model,
+            train=config,
+            data=DataOptions(size, _classes(classes), skip_unknown, detect),
+            val_dir=val,
+            command=shlex.join(["fervid", *sys.argv[1:]]),
+            callbacks=Callbacks(bars.on_epoch, bars.on_batch, None, bars.on_skip),
+        )
+    best = f"{result.best_accuracy:.4f}" if result.best_accuracy is not None else "n/a"
+    console.print(f"best checkpoint: {result.best_path} (validation accuracy {best})")
+
+
+def evaluate(
+    data_dir: DataDir,
+    model: Annotated[Optional[str], typer.Option(help="Checkpoint to test (a shipped name or a path).")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="Train and test per split: holdout|kfold|subject-kfold.")] = None,
+    folds: Annotated[int, typer.Option()] = 10,
+    subject_pattern: Annotated[str, typer.Option(help="Regex for the subject id in file names.")] = r"S\d+",
+    out: Annotated[Path, typer.Option(help="Folder for fold runs and the report (report.json, report.md).")] = Path("runs/evaluate"),
+    size: Size = 128,
+    classes: Classes = None,
+    skip_unknown: SkipUnknown = False,
+    detect: Detect = None,
+    arch: Arch = "csa_vgg",
+    attention: Attention = "csa",
+    position: Position = "before_pool",
+    width: Width = 1.0,
+    epochs: Epochs = 30,
+    batch_size: BatchSize = 64,
+    lr: Lr = 5e-4,
+    schedule: Schedule = "constant",
+    smoothing: Smoothing = 0.0,
+    weighted: Weighted = False,
+    seed: Seed = 0,
+    device: Device = "auto",
+    store: Annotated[
+        Optional[bool], typer.Option(help="Store the result as an evaluation run [default: when FERVID_DATABASE_URL is set].")
+    ] = None,
+) -> None:
+    """Evaluate a checkpoint on DATA_DIR (--model), or run one of the paper's protocols on it (--protocol)."""
+    from fervid.model.experiment import Callbacks, DataOptions, cross_validate, evaluate_checkpoint
+
+    if (model is None) == (protocol is None):
+        raise typer.BadParameter("give exactly one of --model or --protocol")
+    options = DataOptions(size, _classes(classes), skip_unknown, detect)
+    out.mkdir(parents=True, exist_ok=True)
+    if model is not None:
+        from fervid.model.weights import resolve_model
+
+        report = handle_errors(evaluate_checkpoint)(handle_errors(resolve_model)(model), data_dir, data=options, device=device)
+        payload, markdown, name = report.to_dict(), report.to_markdown(), "checkpoint"
+    else:
+        net, config = _configs(arch, attention, position, width, epochs, batch_size, lr, schedule, smoothing, weighted, seed, device)
+        with _progress() as progress:
+            bars = _Bars(progress)
+            result = handle_errors(cross_validate)(
+                data_dir,
+                out,
+                protocol=protocol,
+                model=net,
+                train=config,
+                data=options,
+                folds=folds,
+                subject_pattern=subject_pattern,
+                callbacks=Callbacks(bars.on_epoch, bars.on_batch, bars.on_fold, bars.on_skip),
+            )
+        payload, markdown, name = result.to_dict(), result.report.to_markdown(), protocol
+    (out / "report.json").write_text(json.dumps(payload, indent=2))
+    (out / "report.md").write_text(markdown + "\n")
+    console.print(markdown)
+    settings = get_settings()
+    if store or (store is None and settings.database_url):
+        from fervid.worker.evaluations import store_report
+
+        evaluation_id = handle_errors(store_report)(settings, payload, name=str(data_dir), protocol=name, model_name=model)
+        console.print(f"stored as evaluation {evaluation_id}")

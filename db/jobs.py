@@ -1,0 +1,176 @@
+"""Jobs and their segments: creation, status transitions and the per-segment work claims."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, case, exists, func, insert, literal, select, update
+
+from fervid.db.engine import write_transaction
+from fervid.db.schema import FINISHED_STATUSES, JOB_KINDS, JOB_STATUSES, UTCDateTime, jobs, utcnow
+from fervid.db.schema import segments as segment_table
+
+
+class JobNotFoundError(LookupError):
+    """No job has this id."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} does not exist (`fervid jobs` lists the known ones)")
+        self.job_id = job_id
+
+
+def create_job(
+    engine: Engine,
+    *,
+    source: str,
+    kind: str,
+    params: dict[str, Any],
+    model_name: str,
+    model_sha256: str,
+    classes: Sequence[str],
+    segments: Sequence[tuple[float, float | None]],
+    duration: float | None = None,
+    frames_total: int | None = None,
+) -> int:
+    """Insert a queued job and its segments (``(start, end)`` seconds, ``end=None``: to the end); its id."""
+    if kind not in JOB_KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; choose from {', '.join(JOB_KINDS)}")
+    if not segments:
+        raise ValueError("a job needs at least one segment")
+    with write_transaction(engine) as conn:
+        job_id = conn.execute(
+            insert(jobs).values(
+                source=source,
+                kind=kind,
+                status="queued",
+                created_at=utcnow(),
+                params=params,
+                model_name=model_name,
+                model_sha256=model_sha256,
+                classes=list(classes),
+                duration=duration,
+                frames_total=frames_total,
+                segments_total=len(segments),
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            insert(segment_table),
+            [{"job_id": job_id, "idx": i, "start": start, "end": end} for i, (start, end) in enumerate(segments)],
+        )
+    return job_id
+
+
+def get_job(engine: Engine, job_id: int) -> dict[str, Any]:
+    """The job's row as a dict."""
+    with engine.connect() as conn:
+        return job_row(conn, job_id)
+
+
+def job_row(conn: Connection, job_id: int, *, for_update: bool = False) -> dict[str, Any]:
+    """The job's row on an open connection (``for_update``: lock it until the transaction ends)."""
+    query = select(jobs).where(jobs.c.id == job_id)
+    row = conn.execute(query.with_for_update() if for_update else query).mappings().first()
+    if row is None:
+        raise JobNotFoundError(job_id)
+    return dict(row)
+
+
+def list_jobs(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` jobs, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(jobs).order_by(jobs.c.id.desc()).limit(limit)).mappings()
+        return [dict(row) for row in rows]
+
+
+def set_status(engine: Engine, job_id: int, status: str, error: str | None = None) -> None:
+    """Move the job to ``status`` with ``error`` (cleared when ``None``).
+
+    ``running`` stamps ``started_at`` the first time, the finished statuses stamp ``finished_at``, and ``queued``
+    or ``running`` clear it (a retried job).
+    """
+    if status not in JOB_STATUSES:
+        raise ValueError(f"unknown job status {status!r}; choose from {', '.join(JOB_STATUSES)}")
+    now = literal(utcnow(), UTCDateTime())
+    values: dict[str, Any] = {"status": status, "error": error}
+    if status in FINISHED_STATUSES:
+        values["finished_at"] = now
+    else:
+        values["finished_at"] = None
+        if status == "running":
+            values["started_at"] = func.coalesce(jobs.c.started_at, now)
+    with write_transaction(engine) as conn:
+        if conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values)).rowcount == 0:
+            raise JobNotFoundError(job_id)
+
+
+def begin_segment(engine: Engine, job_id: int, idx: int, worker: str) -> bool:
+    """Claim segment ``idx`` for ``worker``: mark it running and count the attempt.
+
+    False (nothing changed) when the job was cancelled or the segment is already done. A queued job becomes running.
+    """
+    now = literal(utcnow(), UTCDateTime())
+    seg = segment_table.c
+    with write_transaction(engine) as conn:
+        claimed = conn.execute(
+            update(segment_table)
+            .where(seg.job_id == job_id, seg.idx == idx, seg.status != "done")
+            .where(~exists().where(jobs.c.id == job_id, jobs.c.status == "cancelled"))
+            .values(status="running", attempts=seg.attempts + 1, worker=worker, started_at=now, error=None)
+        ).rowcount
+        if not claimed:
+            job_row(conn, job_id)  # raises for a missing job
+            if conn.execute(select(seg.idx).where(seg.job_id == job_id, seg.idx == idx)).first() is None:
+                raise LookupError(f"job {job_id} has no segment {idx}")
+            return False
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(
+                worker=worker,
+                status=case((jobs.c.status == "queued", "running"), else_=jobs.c.status),
+                started_at=func.coalesce(jobs.c.started_at, now),
+            )
+        )
+    return True
+
+
+def unfinished_segments(engine: Engine, job_id: int) -> list[int]:
+    """The indices of the job's segments that are not done, in order."""
+    seg = segment_table.c
+    with engine.connect() as conn:
+        return list(conn.scalars(select(seg.idx).where(seg.job_id == job_id, seg.status != "done").order_by(seg.idx)))
+
+
+def fail_segment(engine: Engine, job_id: int, idx: int, error: str) -> None:
+    """Mark segment ``idx`` failed with ``error``."""
+    seg = segment_table.c
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(segment_table)
+            .where(seg.job_id == job_id, seg.idx == idx)
+            .values(status="failed", error=error, finished_at=literal(utcnow(), UTCDateTime()))
+        )
+
+
+def update_progress(engine: Engine, job_id: int, frames_done: int) -> None:
+    """Record a live ``frames_done`` count (finished segments overwrite it with the exact sum)."""
+    with write_transaction(engine) as conn:
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(frames_done=frames_done))
+
+
+def get_segments(engine: Engine, job_id: int) -> list[dict[str, Any]]:
+    """The job's segments in order, as dicts."""
+    seg = segment_table.c
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(segment_table).where(seg.job_id == job_id).order_by(seg.idx)).mappings()]
+
+
+def get_segment(engine: Engine, job_id: int, idx: int) -> dict[str, Any]:
+    """One segment's row as a dict."""
+    seg = segment_table.c
+    with engine.connect() as conn:
+        row = conn.execute(select(segment_table).where(seg.job_id == job_id, seg.idx == idx)).mappings().first()
+    if row is None:
+        raise LookupError(f"job {job_id} has no segment {idx}")
+    return dict(row)

@@ -1,0 +1,75 @@
+"""Schema migrations: Alembic, configured in code, the only way fervid's schema is created.
+
+Migrations run on one connection inside one transaction that first takes a lock (PostgreSQL: an advisory lock;
+SQLite: ``BEGIN IMMEDIATE``), so workers that start together against a fresh database migrate it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from fervid.db.engine import get_engine, write_transaction
+
+#: Arbitrary 64-bit key of the PostgreSQL advisory lock held while migrating.
+MIGRATION_LOCK_KEY = 0x666572766964  # b"fervid"
+
+
+def script_location() -> Path:
+    """The Alembic scripts: ``fervid/db/migrations`` in a wheel, the repository's ``alembic/`` otherwise."""
+    package_dir = Path(__file__).parent  # the fervid.db package
+    installed = package_dir / "migrations"
+    return installed if installed.is_dir() else package_dir.resolve().parent / "alembic"
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic configuration for ``url`` (no ``alembic.ini`` involved)."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+@lru_cache(maxsize=1)
+def head() -> str:
+    """The newest revision of the migration scripts."""
+    return ScriptDirectory(str(script_location())).get_current_head()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision``."""
+    _run(url, command.upgrade, revision)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    """Migrate the database at ``url`` down to ``revision`` (``base``: drop everything)."""
+    _run(url, command.downgrade, revision)
+
+
+def current(url: str) -> str | None:
+    """The database's revision, ``None`` for an empty database."""
+    with get_engine(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def ensure_schema(url: str) -> None:
+    """Upgrade to the newest revision unless the database is already there (one query when it is)."""
+    if current(url) != head():
+        upgrade(url)
+
+
+def _run(url: str, step: Callable[[Config, str], None], revision: str) -> None:
+    config = alembic_config(url)
+    engine = get_engine(url)
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        config.attributes["connection"] = conn
+        step(config, revision)

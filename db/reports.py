@@ -1,0 +1,263 @@
+"""Job reports aggregated in SQL, and the streamed timeline for exports."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Integer, func, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from fervid.db.jobs import job_row
+from fervid.db.schema import (
+    detections,
+    evaluations,
+    fervid_recall,
+    fervid_timeline,
+    fervid_track_summary,
+    job_stats,
+)
+from fervid.expressions import EXPRESSIONS
+
+Box = tuple[float, float, float, float]
+
+
+def timeline_codes(labels: tuple[str, ...]) -> dict[str, str]:
+    """One letter per label: its first letter, upper-cased when an earlier label took it."""
+    codes: dict[str, str] = {}
+    for label in labels:
+        codes[label] = label[0] if label[0] not in codes.values() else label[0].upper()
+    return codes
+
+
+#: Timeline letters of the expressions (sad ``s``, surprise ``S``); other labels show as :data:`UNKNOWN_CODE`.
+TIMELINE_CODES: dict[str, str] = timeline_codes(EXPRESSIONS)
+UNKNOWN_CODE = "?"
+#: The timeline character of a time bin in which the track has no face.
+EMPTY_BIN = "."
+
+_JOB_FIELDS = (
+    "source",
+    "kind",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "duration",
+    "frames_total",
+    "frames_done",
+    "faces",
+    "failed_frames",
+    "warnings",
+    "segments_total",
+    "segments_done",
+    "model_name",
+    "model_sha256",
+    "classes",
+    "params",
+    "processing_seconds",
+    "error",
+)
+
+
+class _floor(FunctionElement[int]):
+    """``floor(x)`` as an integer, for ``x >= 0``."""
+
+    name = "floor"
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_floor)
+def _floor_default(element: _floor, compiler: Any, **kw: Any) -> str:
+    return f"CAST(FLOOR({compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+@compiles(_floor, "sqlite")
+def _floor_sqlite(element: _floor, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"  # truncation is floor for x >= 0
+
+
+def job_report(engine: Engine, job_id: int, timeline_width: int = 60) -> dict[str, Any]:
+    """A JSON-serialisable report: the job's fields, label distribution, tracks and evaluation.
+
+    Each track carries a ``timeline`` of ``timeline_width`` characters over the video (``0..duration``, or the
+    detections' time span): per time bin the :data:`TIMELINE_CODES` letter of the track's most frequent label,
+    :data:`EMPTY_BIN` where it has no face (``None`` for image jobs, which have no times).
+    """
+    if timeline_width < 1:
+        raise ValueError("timeline_width must be at least 1")
+    with engine.connect() as conn:
+        job = job_row(conn, job_id)
+        tracks = _tracks(conn, job_id, job["duration"], timeline_width)
+        report = {"job_id": job_id, **{name: _jsonable(job[name]) for name in _JOB_FIELDS}}
+        report["track_count"] = len(tracks)
+        report["speed"] = _speed(job)
+        report["distribution"] = _distribution(conn, job_id)
+        report["tracks"] = tracks
+        report["timeline_legend"] = {code: label for label, code in TIMELINE_CODES.items()}
+        report["evaluation"] = _evaluation(conn, job_id)
+    return report
+
+
+def timeline_rows(engine: Engine, job_id: int, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """The job's ``fervid_timeline`` rows ordered by time and track, streamed ``batch`` rows at a time."""
+    view = fervid_timeline.c
+    query = (
+        select(fervid_timeline)
+        .where(view.job_id == job_id)
+        .order_by(view.t, view.track_id, view.frame_index, view.source_path)
+    )
+    with engine.connect() as conn:
+        for row in conn.execution_options(yield_per=batch).execute(query).mappings():
+            yield dict(row)
+
+
+def _speed(job: dict[str, Any]) -> float | None:
+    """Seconds of video analysed per second of processing."""
+    if job["kind"] != "video" or not job["duration"] or not job["processing_seconds"]:
+        return None
+    return job["duration"] / job["processing_seconds"]
+
+
+def _distribution(conn: Connection, job_id: int) -> dict[str, dict[str, Any]]:
+    stats = conn.execute(select(job_stats).where(job_stats.c.job_id == job_id)).mappings().all()
+    order = {name: i for i, name in enumerate(EXPRESSIONS)}
+    return {
+        row["label"]: {
+            "faces": row["faces"],
+            "share": row["share"],
+            "mean_probability": row["mean_probability"],
+            "mean_confidence": row["mean_confidence"],
+        }
+        for row in sorted(stats, key=lambda row: (order.get(row["label"], len(order)), row["label"]))
+    }
+
+
+def _tracks(conn: Connection, job_id: int, duration: float | None, width: int) -> list[dict[str, Any]]:
+    summary = fervid_track_summary.c
+    d = detections.c
+    label_counts: dict[int | None, Counter[str]] = defaultdict(Counter)
+    for track_id, label, faces in conn.execute(
+        select(d.track_id, d.label, func.count()).where(d.job_id == job_id).group_by(d.track_id, d.label)
+    ):
+        label_counts[track_id][label] += faces
+    timelines = _timelines(conn, job_id, duration, width)
+    tracks = []
+    for row in conn.execute(
+        select(fervid_track_summary).where(summary.job_id == job_id).order_by(summary.track_id)
+    ).mappings():
+        track_id = row["track_id"]
+        tracks.append(
+            {
+                "id": track_id,
+                "first_t": row["first_t"],
+                "last_t": row["last_t"],
+                "faces": row["faces"],
+                "dominant_label": row["dominant_label"],
+                "mean_confidence": row["mean_confidence"],
+                "shares": {label: n / row["faces"] for label, n in label_counts[track_id].most_common()},
+                "timeline": timelines.get(track_id, EMPTY_BIN * width) if timelines is not None else None,
+            }
+        )
+    return tracks
+
+
+def _timelines(conn: Connection, job_id: int, duration: float | None, width: int) -> dict[int | None, str] | None:
+    """Per track, one letter per time bin: the bin's most frequent label (ties: alphabetically first)."""
+    d = detections.c
+    first, last = conn.execute(select(func.min(d.t), func.max(d.t)).where(d.job_id == job_id)).one()
+    if first is None:
+        return None
+    start, span = (0.0, duration) if duration else (first, last - first)
+    scale = width / span if span > 0 else 0.0
+    binned = (
+        select(d.track_id, d.label, _floor((d.t - start) * scale).label("bin"))
+        .where(d.job_id == job_id, d.t.is_not(None))
+        .subquery()
+    )
+    counts: dict[int | None, list[Counter[str]]] = defaultdict(lambda: [Counter() for _ in range(width)])
+    for track_id, bin_index, label, faces in conn.execute(
+        select(binned.c.track_id, binned.c.bin, binned.c.label, func.count()).group_by(
+            binned.c.track_id, binned.c.bin, binned.c.label
+        )
+    ):
+        counts[track_id][min(max(bin_index, 0), width - 1)][label] += faces
+    return {
+        track_id: "".join(
+            TIMELINE_CODES.get(_most_frequent(counter), UNKNOWN_CODE) if counter else EMPTY_BIN for counter in bins
+        )
+        for track_id, bins in counts.items()
+    }
+
+
+def _most_frequent(counter: Counter[str]) -> str:
+    """The most frequent label, ties going to the alphabetically first (as in ``fervid_track_summary``)."""
+    return min(counter.items(), key=lambda item: (-item[1], item[0] or ""))[0]
+
+
+def _evaluation(conn: Connection, job_id: int) -> dict[str, Any] | None:
+    row = (
+        conn.execute(select(evaluations).where(evaluations.c.job_id == job_id).order_by(evaluations.c.id.desc()))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    recall = fervid_recall.c
+    order = {label: i for i, label in enumerate(row["classes"])}
+    metrics = sorted(
+        conn.execute(select(fervid_recall).where(recall.evaluation_id == row["id"])).mappings(),
+        key=lambda r: (order.get(r["label"], len(order)), r["label"]),
+    )
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "model_name": row["model_name"],
+        "protocol": row["protocol"],
+        "created_at": _jsonable(row["created_at"]),
+        "accuracy": row["accuracy"],
+        "accuracy_std": row["accuracy_std"],
+        "folds": row["folds"],
+        "classes": row["classes"],
+        "confusion": row["confusion"],
+        "per_class": {
+            r["label"]: {"recall": r["recall"], "precision": r["precision"], "f1": r["f1"], "support": r["support"]}
+            for r in metrics
+        },
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def track_bounds(engine: Engine, job_id: int) -> dict[int, dict[int, tuple[float, Box, float, Box]]]:
+    """Per segment and per track (segment-local ids): first time, first box, last time, last box.
+
+    The inputs of track stitching across segment borders.
+    """
+    d = detections.c
+    spans = (
+        select(d.segment, d.track_id, func.min(d.t).label("first"), func.max(d.t).label("last"))
+        .where(d.job_id == job_id, d.t.is_not(None), d.track_id.is_not(None))
+        .group_by(d.segment, d.track_id)
+        .subquery()
+    )
+    query = select(d.segment, d.track_id, d.t, d.x1, d.y1, d.x2, d.y2, spans.c.first, spans.c.last).join(
+        spans,
+        (d.segment == spans.c.segment) & (d.track_id == spans.c.track_id) & ((d.t == spans.c.first) | (d.t == spans.c.last)),
+    ).where(d.job_id == job_id)
+    ends: dict[int, dict[int, dict[str, tuple[float, Box]]]] = defaultdict(lambda: defaultdict(dict))
+    with engine.connect() as conn:
+        for segment, track, t, x1, y1, x2, y2, first, last in conn.execute(query):
+            if t == first:
+                ends[segment][track].setdefault("first", (t, (x1, y1, x2, y2)))
+            if t == last:
+                ends[segment][track].setdefault("last", (t, (x1, y1, x2, y2)))
+    return {
+        segment: {track: (*b["first"], *b["last"]) for track, b in tracks.items()} for segment, tracks in ends.items()
+    }

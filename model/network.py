@@ -1,0 +1,125 @@
+"""The paper's lightweight attention VGG16 and its reference variants.
+
+``csa_vgg``: VGG16's layout (64,64 | 128,128 | 256×3 | 512×3 | 512×3, 2×2 max-pool after each block) with every
+3×3 conv made depthwise-separable (3×3 depthwise + 1×1 pointwise, BatchNorm + ReLU), an attention module at
+``position`` in each block, and the three fully connected layers replaced by global average pooling and one
+linear classifier. ``vgg16_gap``: the same with standard 3×3 convs and no attention, the parameter reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from fervid.model.attention import ATTENTIONS, create_attention
+
+VGG16_BLOCKS: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+POSITIONS: tuple[str, ...] = ("after_conv", "before_pool", "after_pool")
+ARCHS: tuple[str, ...] = ("csa_vgg", "vgg16_gap")
+MIN_INPUT_SIZE = 32
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture arguments: everything needed to rebuild a network for its weights."""
+
+    arch: str = "csa_vgg"
+    num_classes: int = 7
+    in_chans: int = 1
+    attention: str = "csa"
+    position: str = "before_pool"
+    width: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS and not self.arch.startswith("timm:"):
+            raise ValueError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHS)} or 'timm:<name>'")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"unknown attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"unknown position {self.position!r}; choose from {', '.join(POSITIONS)}")
+        if self.num_classes < 2 or self.in_chans not in (1, 3) or self.width <= 0:
+            raise ValueError(f"invalid model config {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ConvBNReLU(nn.Sequential):
+    """3×3 conv + BatchNorm + ReLU (the standard VGG conv, with BN)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class DepthwiseSeparableConv(nn.Sequential):
+    """3×3 depthwise + 1×1 pointwise conv, each followed by BatchNorm + ReLU.
+
+    Parameters ``9·C + C·P`` instead of ``9·C·P``: a ratio of ``1/P + 1/9``.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
+            nn.BatchNorm2d(cin),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class VGG(nn.Module):
+    """A VGG16-layout network with global average pooling and one linear classifier."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        separable = config.arch == "csa_vgg"
+        attention = config.attention if separable else "none"
+        conv = DepthwiseSeparableConv if separable else ConvBNReLU
+        layers: list[nn.Module] = []
+        cin = config.in_chans
+        for block in VGG16_BLOCKS:
+            for i, channels in enumerate(block):
+                cout = max(8, int(round(channels * config.width)))
+                layers.append(conv(cin, cout))
+                cin = cout
+                if attention != "none" and config.position == "after_conv" and i < len(block) - 1:
+                    layers.append(create_attention(attention, cout))
+            if attention != "none" and config.position in ("after_conv", "before_pool"):
+                layers.append(create_attention(attention, cin))
+            layers.append(nn.MaxPool2d(2))
+            if attention != "none" and config.position == "after_pool":
+                layers.append(create_attention(attention, cin))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(cin, config.num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < MIN_INPUT_SIZE:
+            raise ValueError(f"input must be at least {MIN_INPUT_SIZE}×{MIN_INPUT_SIZE}, got {tuple(x.shape[-2:])}")
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The network described by ``config`` (backbones from timm for ``arch='timm:<name>'``)."""
+    if config.arch.startswith("timm:"):
+        from fervid.model.backbones import build_backbone
+
+        return build_backbone(config)
+    return VGG(config)

@@ -1,0 +1,104 @@
+"""Shipped models, modelled on torchvision's weights enums: file, checksum, classes and provenance per model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from fervid.model.checkpoint import CheckpointError, sha256_file
+
+WEIGHTS_DIR = Path(str(files("fervid.model") / "weights"))
+CARDS_DIR = Path(str(files("fervid.model") / "cards"))
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """Metadata of one shipped checkpoint; the file itself carries the full architecture and preprocessing."""
+
+    name: str
+    file: str
+    sha256: str
+    classes: tuple[str, ...]
+    input_size: int
+    width: float
+    data: str
+    command: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / self.file
+
+    @property
+    def card(self) -> Path:
+        return CARDS_DIR / f"{self.name}.md"
+
+    def verify(self) -> Path:
+        """The file's path after checking its sha256; a missing or altered file is an error naming it."""
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: shipped model {self.name!r} is missing from the installation")
+        digest = sha256_file(self.path)
+        if digest != self.sha256:
+            raise CheckpointError(
+                f"{self.path}: checksum mismatch for model {self.name!r} (sha256 {digest[:12]}…, expected {self.sha256[:12]}…): "
+                "the file is corrupt or was replaced"
+            )
+        return self.path
+
+
+class Weights(Enum):
+    """The models that ship with fervid. ``DEFAULT`` is the one jobs use unless told otherwise."""
+
+    FER2013_CSA = ShippedModel(
+        name="fer2013-csa",
+        file="fer2013-csa.pt",
+        sha256="",
+        classes=("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"),
+        input_size=48,
+        width=0.5,
+        data="FER2013 train (28,322 images), model selection on FER2013 val (3,543)",
+        command="",
+    )
+    CKPLUS_CSA = ShippedModel(
+        name="ckplus-csa",
+        file="ckplus-csa.pt",
+        sha256="",
+        classes=("happy", "sad", "surprise", "fear", "disgust", "anger"),
+        input_size=48,
+        width=1.0,
+        data="CK+ 48×48 crops, six classes (927 images)",
+        command="",
+    )
+
+    @classmethod
+    def get(cls, name: str) -> ShippedModel:
+        for member in cls:
+            if member.value.name == name:
+                return member.value
+        raise LookupError(f"unknown model {name!r}; shipped models: {', '.join(m.value.name for m in cls)}")
+
+
+DEFAULT = Weights.FER2013_CSA
+
+
+def shipped_models() -> list[ShippedModel]:
+    """Every shipped model whose weights are in this installation's registry."""
+    return [member.value for member in Weights if member.value.sha256]
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A checkpoint path for a shipped model's name (checksum verified) or an existing file path."""
+    text = str(name_or_path)
+    if any(member.value.name == text for member in Weights):
+        model = Weights.get(text)
+        if not model.sha256:
+            raise CheckpointError(f"model {text!r} has not been trained into this release yet; pass --model PATH")
+        return model.verify()
+    path = Path(text).expanduser()
+    if not path.exists():
+        names = ", ".join(m.name for m in shipped_models()) or "none"
+        raise CheckpointError(f"{path}: no such checkpoint file, and not a shipped model name (shipped: {names})")
+    return path

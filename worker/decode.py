@@ -1,0 +1,248 @@
+"""Video decoding with PyAV: probing, streaming frames, sampling by timestamp, segments.
+
+The timeline of a video starts at 0 at its video stream's ``start_time``; a frame's time is
+``(pts - start_time) * time_base``, computed exactly with fractions.
+
+Sampling is by timestamp, not by frame counter, so it is right for variable frame rate: the
+sampling instants are the global grid ``k / sample_fps`` (k = 0, 1, ...) anchored at t = 0, and
+a frame is yielded when it is the first frame at or after one or more instants (the first
+frame of the stream always is). A segment ``[start, end)`` holds exactly the frames with
+``start <= time < end``; decoding starts at a keyframe strictly before ``start`` so the
+sampling rule sees the same preceding frame as a pass over the whole video. Cutting a video
+into consecutive segments therefore yields exactly the frames of one pass: none twice, none
+skipped.
+
+:attr:`Frame.index` is ``round(time * average_rate)``, both after a seek and in a pass from the
+start, so segments and whole passes agree. For constant frame rate it is the frame's position
+in the stream; for variable frame rate it is the position the frame would have at the
+stream's average rate (increasing, but not necessarily consecutive).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from itertools import chain
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import av
+import cv2
+import numpy as np
+from av.container import InputContainer
+from av.video.stream import VideoStream
+
+logger = logging.getLogger(__name__)
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
+_ROTATE = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+
+ErrorHandler = Callable[[Exception], None]
+
+
+class DecodeError(ValueError):
+    """A video that cannot be opened or read; names the file (URLs without their query)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` finds. ``width``/``height`` are as displayed, i.e. after ``rotation``
+    (degrees counter-clockwise, as in the display matrix), like :attr:`Frame.image`."""
+
+    width: int
+    height: int
+    fps: float | None
+    duration: float | None
+    frames: int | None
+    rotation: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded frame: global index, seconds from the stream's start, BGR image with rotation applied."""
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+def _display_name(source: str | Path) -> str:
+    text = str(source)
+    if _URL.match(text):  # drop the query: presigned URLs carry credentials there
+        return urlsplit(text)._replace(query="", fragment="").geturl()
+    return text
+
+
+def _open(source: str | Path) -> tuple[InputContainer, VideoStream, str]:
+    name = _display_name(source)
+    text = str(source)
+    if not _URL.match(text):
+        path = Path(text)
+        if not path.exists():
+            raise DecodeError(name, "no such file")
+        if not path.is_file():
+            raise DecodeError(name, "not a file")
+    try:
+        container = av.open(text, "r")
+    except av.InvalidDataError:
+        raise DecodeError(name, "not a video (unrecognised format)") from None
+    except (av.FFmpegError, OSError) as error:
+        raise DecodeError(name, f"cannot open: {getattr(error, 'strerror', None) or error}") from None
+    if not container.streams.video:
+        container.close()
+        raise DecodeError(name, "no video stream")
+    return container, container.streams.video[0], name
+
+
+def _exact(value: float) -> Fraction:
+    """A decimal number as the fraction it reads as (0.7 -> 7/10, not the nearest binary float)."""
+    return Fraction(str(value))
+
+
+def _decoded(
+    container: InputContainer, stream: VideoStream, name: str, report: ErrorHandler
+) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+    """(time, frame) from the container's position on; damaged packets and frames are reported and skipped."""
+    origin = stream.start_time or 0
+    time_base = stream.time_base
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as error:
+            report(error)
+            continue
+        for frame in frames:
+            pts = frame.pts if frame.pts is not None else frame.dts
+            if frame.is_corrupt or pts is None:
+                problem = "corrupt frame" if frame.is_corrupt else "frame without timestamp"
+                report(DecodeError(name, f"{problem} (pts {pts})"))
+                continue
+            yield (pts - origin) * time_base, frame
+
+
+def _decoded_from(
+    container: InputContainer, stream: VideoStream, name: str, start: Fraction, report: ErrorHandler
+) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+    """Decoded frames from a keyframe strictly before ``start``, or from the stream's first frame.
+
+    Seeking goes back further (1 s, 2 s, 4 s, ...) while the first frame after a seek is not
+    before ``start`` (containers index keyframes by decode time, so a seek can land late).
+    """
+    if start <= 0:
+        return _decoded(container, stream, name, report)
+    step, target = Fraction(1), start
+    while target > 0:
+        _seek(container, stream, name, target)
+        frames = _decoded(container, stream, name, report)
+        first = next(frames, None)
+        if first is None or first[0] < start:  # None: start is past the end
+            return chain([first] if first else [], frames)
+        frames.close()
+        target, step = start - step, step * 2
+    _seek(container, stream, name, Fraction(0))
+    return _decoded(container, stream, name, report)
+
+
+def _seek(container: InputContainer, stream: VideoStream, name: str, time: Fraction) -> None:
+    """Seek to the keyframe at or before ``time`` seconds."""
+    offset = (stream.start_time or 0) + math.floor(time / stream.time_base)
+    try:
+        container.seek(offset, stream=stream, backward=True)
+    except av.FFmpegError as error:
+        raise DecodeError(name, f"cannot seek to {float(time):.3f}s: {error}") from None
+
+
+def _image(frame: av.VideoFrame) -> np.ndarray:
+    image = frame.to_ndarray(format="bgr24")
+    turns = round(frame.rotation / 90) % 4  # display matrix: degrees counter-clockwise
+    return cv2.rotate(image, _ROTATE[turns]) if turns else image
+
+
+def probe(source: str | Path) -> VideoInfo:
+    """Size, rate, duration, frame count (an estimate when the container lacks it), rotation and codec."""
+    container, stream, name = _open(source)
+    with container:
+        fps = float(stream.average_rate) if stream.average_rate else None
+        if stream.duration:
+            duration: float | None = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        else:
+            duration = None
+        frames = stream.frames or (round(duration * fps) if duration and fps else None)
+        context = stream.codec_context
+        width, height, codec = context.width, context.height, context.name
+        first = next(_decoded(container, stream, name, lambda error: None), None)
+    rotation = round(first[1].rotation) if first else 0
+    if round(rotation / 90) % 2:
+        width, height = height, width
+    return VideoInfo(width, height, fps, duration, frames or None, rotation, codec)
+
+
+def iter_frames(
+    source: str | Path,
+    sample_fps: float | None = None,
+    start: float = 0.0,
+    end: float | None = None,
+    *,
+    threads: int = 0,
+    on_error: ErrorHandler | None = None,
+) -> Iterator[Frame]:
+    """Stream the frames of ``[start, end)`` seconds, every frame or sampled at ``sample_fps`` by timestamp.
+
+    Memory does not grow with the video's length. ``threads=0`` lets FFmpeg choose the decoder's
+    thread count. Damaged packets and frames are skipped and passed to ``on_error`` (logged as
+    warnings when it is ``None``). The input is opened here, so :class:`DecodeError` is raised by
+    this call, before iterating. See the module docstring for the sampling and segment rules.
+    """
+    if sample_fps is not None and sample_fps <= 0:
+        raise ValueError(f"sample_fps must be positive, got {sample_fps}")
+    if start < 0 or (end is not None and end < start):
+        raise ValueError(f"bad segment [{start}, {end})")
+    container, stream, name = _open(source)
+    rate = stream.average_rate or stream.guessed_rate
+    if rate is None:
+        container.close()
+        raise DecodeError(name, "unknown frame rate")
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
+    report = on_error or (lambda error: logger.warning("%s: skipped damaged data: %s", name, error))
+    sample = _exact(sample_fps) if sample_fps is not None else None
+    stop = _exact(end) if end is not None else None
+    return _frames(container, stream, name, rate, sample, _exact(start), stop, report)
+
+
+def _frames(
+    container: InputContainer,
+    stream: VideoStream,
+    name: str,
+    rate: Fraction,
+    sample_fps: Fraction | None,
+    start: Fraction,
+    end: Fraction | None,
+    report: ErrorHandler,
+) -> Iterator[Frame]:
+    with container:
+        previous: Fraction | None = None
+        for time, frame in _decoded_from(container, stream, name, start, report):
+            if end is not None and time >= end:
+                break
+            # Due when an instant k / sample_fps lies in (previous, time]: the first frame at or after it.
+            due = (
+                sample_fps is None
+                or previous is None
+                or math.floor(time * sample_fps) > math.floor(previous * sample_fps)
+            )
+            previous = time
+            if due and time >= start:
+                yield Frame(round(time * rate), float(time), _image(frame))

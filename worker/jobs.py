@@ -1,0 +1,164 @@
+"""Submitting jobs and steering them: the embedded in-process runner, cancel, retry.
+
+On the embedded default (no broker) a job runs here, segment after segment, through the same
+:func:`~fervid.worker.pipeline.process_segment` that Celery workers run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from fervid.db.engine import get_engine
+from fervid.db.jobs import create_job, get_job, set_status, unfinished_segments
+from fervid.db.migrate import ensure_schema
+from fervid.model.checkpoint import load_checkpoint
+from fervid.settings import Settings
+from fervid.worker.decode import probe
+from fervid.worker.labels import load_labels
+from fervid.worker.options import JobOptions
+from fervid.worker.runtime import model_ref
+from fervid.worker.sources import image_entries, is_video_source, plan_images, plan_video
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What ``fervid submit`` asks for, beyond the settings."""
+
+    source: str
+    every_frame: bool = False
+    labels: str | None = None
+
+
+def database(settings: Settings) -> Engine:
+    """The configured database, migrated to the current schema."""
+    url = settings.effective_database_url
+    ensure_schema(url)
+    return get_engine(url)
+
+
+def check_limits(info: Any, settings: Settings) -> None:
+    """Refuse videos beyond the configured duration, frame and resolution limits."""
+    if info.duration and info.duration > settings.max_duration:
+        raise ValueError(f"video is {info.duration:.0f} s long, over the limit of {settings.max_duration:.0f} s (FERVID_MAX_DURATION)")
+    if info.frames and info.frames > settings.max_frames:
+        raise ValueError(f"video has {info.frames} frames, over the limit of {settings.max_frames} (FERVID_MAX_FRAMES)")
+    if info.width * info.height > settings.max_pixels:
+        raise ValueError(
+            f"video is {info.width}×{info.height}, over the limit of {settings.max_pixels} pixels per frame (FERVID_MAX_PIXELS)"
+        )
+
+
+def create(engine: Engine, submission: Submission, settings: Settings) -> int:
+    """Validate the input, create the job and its segments; returns the job id (status ``queued``).
+
+    Input that cannot be processed raises before anything is stored, except a video that exists but cannot
+    be decoded: that job is stored as ``failed`` with the reason, then the error is raised.
+    """
+    source = submission.source
+    if "://" not in source and not Path(source).exists():
+        raise FileNotFoundError(f"{source}: no such file or directory")
+    if "://" not in source:
+        source = str(Path(source).resolve())
+    model = model_ref(settings.model)
+    checkpoint = load_checkpoint(model.path)
+    labels = load_labels(submission.labels).ranges if submission.labels else None
+    options = JobOptions(
+        model_path=model.path,
+        sample_fps=None if submission.every_frame else settings.sample_fps,
+        detector=settings.detector,
+        detect_size=settings.detect_size,
+        detect_every=settings.detect_every,
+        threshold=settings.detector_threshold,
+        batch_size=settings.batch_size,
+        labels=[tuple(r) for r in labels] if labels else None,
+    )
+    common = dict(params=asdict(options), model_name=model.name, model_sha256=model.sha256, classes=checkpoint.classes)
+    if not is_video_source(source):
+        if labels:
+            raise ValueError("--labels is for videos; an image folder takes its ground truth from class sub-folders")
+        count = len(image_entries(source))
+        if count == 0:
+            raise ValueError(f"{source}: no images (png, jpg, bmp, tif, webp) in the folder or its sub-folders")
+        return create_job(engine, source=source, kind="images", segments=plan_images(count), frames_total=count, **common)
+    try:
+        info = probe(source)
+        check_limits(info, settings)
+    except ValueError as exc:
+        job_id = create_job(engine, source=source, kind="video", segments=[(0.0, None)], **common)
+        set_status(engine, job_id, "failed", str(exc))
+        raise
+    frames = round(info.duration * (settings.sample_fps if options.sample_fps else info.fps or 0)) if info.duration else None
+    return create_job(
+        engine,
+        source=source,
+        kind="video",
+        segments=plan_video(info, settings.segment_seconds),
+        duration=info.duration,
+        frames_total=frames,
+        **common,
+    )
+
+
+def run_embedded(engine: Engine, job_id: int, settings: Settings, on_frame: Callable[[int], None] | None = None) -> None:
+    """Run a job's unfinished segments in this process; a failure marks the job failed and is re-raised."""
+    from fervid.worker.pipeline import process_segment
+
+    set_status(engine, job_id, "running")
+    try:
+        for idx in unfinished_segments(engine, job_id):
+            process_segment(engine, job_id, idx, settings, on_frame=on_frame)
+    except BaseException as exc:
+        set_status(engine, job_id, "failed", str(exc) or type(exc).__name__)
+        raise
+
+
+def submit(
+    submission: Submission,
+    settings: Settings,
+    *,
+    on_created: Callable[[int, dict[str, Any]], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> int:
+    """Create a job and run it here (embedded default) or enqueue its segments (broker configured)."""
+    engine = database(settings)
+    job_id = create(engine, submission, settings)
+    if on_created:
+        on_created(job_id, get_job(engine, job_id))
+    start(engine, job_id, settings, on_frame)
+    return job_id
+
+
+def start(engine: Engine, job_id: int, settings: Settings, on_frame: Callable[[int], None] | None = None) -> None:
+    """Process the job's unfinished segments: in this process, or on workers through the broker."""
+    if settings.embedded:
+        run_embedded(engine, job_id, settings, on_frame)
+    else:
+        from fervid.worker.tasks import enqueue_segments
+
+        enqueue_segments(job_id, unfinished_segments(engine, job_id), settings)
+
+
+def cancel(settings: Settings, job_id: int) -> dict[str, Any]:
+    """Cancel a job: workers skip its segments that have not started; finished rows stay."""
+    engine = database(settings)
+    job = get_job(engine, job_id)
+    if job["status"] in ("done", "cancelled"):
+        raise ValueError(f"job {job_id} is already {job['status']}")
+    set_status(engine, job_id, "cancelled")
+    return get_job(engine, job_id)
+
+
+def retry(settings: Settings, job_id: int, on_frame: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run a failed or cancelled job's unfinished segments again; finished segments are kept, never redone."""
+    engine = database(settings)
+    job = get_job(engine, job_id)
+    if job["status"] not in ("failed", "cancelled"):
+        raise ValueError(f"job {job_id} is {job['status']}; only failed or cancelled jobs can be retried")
+    set_status(engine, job_id, "queued")
+    start(engine, job_id, settings, on_frame)
+    return get_job(engine, job_id)

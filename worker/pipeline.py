@@ -1,0 +1,254 @@
+"""The job pipeline: decode → detect → track → classify in batches → one bulk write per segment.
+
+The same functions run in-process on the embedded default and inside Celery tasks on workers.
+Stages overlap: a decoder thread fills a bounded queue while this thread detects, tracks and classifies,
+so the slowest stage sets the pace and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import Engine
+
+from fervid.db.jobs import begin_segment, fail_segment, get_job, get_segment
+from fervid.db.reports import track_bounds
+from fervid.db.writes import finalize_job, label_pairs, remap_tracks, store_evaluation, write_segment
+from fervid.expressions import EXPRESSIONS
+from fervid.model.metrics import classification_report
+from fervid.model.detect import Box, FaceDetector
+from fervid.model.preprocess import MARGIN, crop_face, preprocess
+from fervid.settings import Settings
+from fervid.worker import runtime
+from fervid.worker.options import JobOptions
+from fervid.worker.labels import Labels, LabelRange
+from fervid.worker.sources import Sample, image_samples, video_samples
+from fervid.worker.track import IoUTracker, stitch
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+PREFETCH = 8
+#: Images up to this side in which no face is found are taken as face crops (folders such as CK+ crops).
+CROP_SIDE = 256
+_END = object()
+
+
+@dataclass
+class SegmentCounts:
+    frames: int = 0
+    faces: int = 0
+    failed_frames: int = 0
+    warnings: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def warn(self, exc: Exception) -> None:
+        self.warnings += 1
+        if len(self.messages) < 20:
+            self.messages.append(str(exc))
+
+
+def prefetch(items: Iterator[T], size: int = PREFETCH) -> Iterator[T]:
+    """Run ``items`` in a thread, ``size`` ahead of the consumer; exceptions are re-raised here."""
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+            buffer.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="fervid-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+class Classifying:
+    """Collects face crops with their row fields and classifies them in batches."""
+
+    def __init__(self, classify: Callable[[np.ndarray], np.ndarray], classes: list[str], size: int, batch: int) -> None:
+        self.classify, self.classes, self.size, self.batch = classify, classes, size, batch
+        self.crops: list[np.ndarray] = []
+        self.pending: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, crop: np.ndarray, row: dict[str, Any]) -> None:
+        self.crops.append(crop)
+        self.pending.append(row)
+        if len(self.crops) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.crops:
+            return
+        probs = self.classify(preprocess(self.crops, self.size))
+        for row, p in zip(self.pending, probs):
+            best = int(p.argmax())
+            row.update({f"p_{c}": float(v) for c, v in zip(self.classes, p)})
+            row.update(label=self.classes[best], confidence=float(p[best]))
+            self.rows.append(row)
+        self.crops, self.pending = [], []
+
+
+def _samples(job: dict[str, Any], options: JobOptions, start: float, end: float | None, counts: SegmentCounts) -> Iterator[Sample]:
+    def on_error(exc: Exception) -> None:
+        counts.failed_frames += 1
+        counts.warn(exc)
+
+    if job["kind"] == "images":
+        return image_samples(job["source"], start, end, on_error)
+    labels = Labels(tuple(LabelRange(*r) for r in options.labels)) if options.labels else None
+    return video_samples(job["source"], start, end, options.sample_fps, labels, on_error)
+
+
+def find_faces(image: np.ndarray, detector: FaceDetector | None, whole_if_small: bool) -> list[tuple[Box, float | None]]:
+    """Detected faces as ``(box, score)``; the whole image (score ``None``) without a detector, or for a small
+    image in which none is found (image folders of face crops)."""
+    h, w = image.shape[:2]
+    whole: list[tuple[Box, float | None]] = [((0.0, 0.0, float(w), float(h)), None)]
+    if detector is None:
+        return whole
+    faces: list[tuple[Box, float | None]] = [(f.box, f.score) for f in detector.detect(image)]
+    return faces or (whole if whole_if_small and max(h, w) <= CROP_SIDE else [])
+
+
+def run_segment(
+    job: dict[str, Any],
+    idx: int,
+    start: float,
+    end: float | None,
+    settings: Settings,
+    worker: str,
+    on_frame: Callable[[int], None] | None = None,
+) -> tuple[list[dict[str, Any]], SegmentCounts]:
+    """Detect, track and classify every sampled frame of one segment; returns its rows and counts."""
+    options = JobOptions.from_params(job["params"])
+    model = runtime.classifier(options.model_path, job["model_sha256"], settings.device, options.batch_size)
+    detector = runtime.detector(options.detector, options.detect_size, options.threshold) if options.detector != "none" else None
+    tracker = IoUTracker(max_gap=options.max_gap)
+    batch = Classifying(model.predict, model.classes, model.input_size, options.batch_size)
+    counts = SegmentCounts()
+    faces: list[tuple[Box, float | None]] = []
+    for n, sample in enumerate(prefetch(_samples(job, options, start, end, counts))):
+        counts.frames += 1
+        if job["kind"] == "images" or n % options.detect_every == 0:
+            faces = find_faces(sample.image, detector, whole_if_small=job["kind"] == "images")
+        boxes = [box for box, _ in faces]
+        # Videos are tracked; the faces of an image are numbered within it.
+        track_ids = tracker.update(sample.time, boxes) if sample.time is not None else list(range(len(boxes)))
+        for (box, score), track in zip(faces, track_ids):
+            x1, y1, x2, y2 = box
+            batch.add(
+                crop_face(sample.image, box, MARGIN) if score is not None else sample.image,
+                {
+                    "job_id": job["id"], "segment": idx, "frame_index": sample.frame_index, "t": sample.time,
+                    "track_id": track, "x1": x1, "y1": y1, "x2": x2, "y2": y2, "det_score": score,
+                    "truth": sample.truth, "source_path": sample.source_path, "worker": worker,
+                },
+            )  # fmt: skip
+        if on_frame:
+            on_frame(1)
+    batch.flush()
+    counts.faces = len(batch.rows)
+    return batch.rows, counts
+
+
+def process_segment(
+    engine: Engine,
+    job_id: int,
+    idx: int,
+    settings: Settings,
+    worker: str | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> bool:
+    """Run one segment and write its rows in one transaction; finalize the job when it was the last one.
+
+    Returns True when this call finalized the job. A cancelled job or a finished segment is skipped.
+    """
+    worker = worker or runtime.worker_name()
+    if not begin_segment(engine, job_id, idx, worker):
+        return False
+    job = get_job(engine, job_id)
+    segment = get_segment(engine, job_id, idx)
+    try:
+        rows, counts = run_segment(job, idx, segment["start"], segment["end"], settings, worker, on_frame)
+    except Exception as exc:
+        fail_segment(engine, job_id, idx, str(exc))
+        raise
+    for message in counts.messages:
+        logger.warning("job %s segment %s: %s", job_id, idx, message)
+    last = write_segment(
+        engine, job_id, idx, rows, frames=counts.frames, failed_frames=counts.failed_frames, warnings=counts.warnings, worker=worker
+    )
+    if last:
+        finalize(engine, job_id)
+    return last
+
+
+def stitch_tracks(engine: Engine, job_id: int, max_gap: float) -> int:
+    """Give tracks job-wide ids, joining each segment's tracks to the previous segment's across the border.
+
+    Returns the number of tracks.
+    """
+    bounds = track_bounds(engine, job_id)  # {segment: {track: (first_t, first_box, last_t, last_box)}}
+    mapping: dict[tuple[int, int], int] = {}
+    next_id, previous = 0, {}
+    for segment in sorted(bounds):
+        tracks = bounds[segment]
+        ends = {mapping[(segment - 1, t)]: (b[2], b[3]) for t, b in previous.items()} if previous else {}
+        joined = stitch(ends, {t: (b[0], b[1]) for t, b in tracks.items()}, max_gap=max_gap) if ends else {}
+        for track in sorted(tracks):
+            if track in joined:
+                mapping[(segment, track)] = joined[track]
+            else:
+                mapping[(segment, track)], next_id = next_id, next_id + 1
+        previous = tracks if segment + 1 in bounds else {}
+    remap_tracks(engine, job_id, mapping)
+    return next_id
+
+
+def finalize(engine: Engine, job_id: int) -> None:
+    """Stitch tracks, store recall statistics where ground truth exists, compute statistics, mark done."""
+    job = get_job(engine, job_id)
+    options = JobOptions.from_params(job["params"])
+    if job["kind"] == "video":
+        stitch_tracks(engine, job_id, options.max_gap)
+    truth, predicted = label_pairs(engine, job_id)
+    if truth:
+        classes = [c for c in EXPRESSIONS if c in set(job["classes"]) | set(truth)]
+        report = classification_report(truth, predicted, classes)
+        store_evaluation(
+            engine,
+            job_id=job_id,
+            name=job["source"],
+            model_name=job["model_name"],
+            protocol="job",
+            classes=report.classes,
+            accuracy=report.accuracy,
+            confusion=report.confusion,
+            per_class=report.per_class,
+        )
+    started = job["started_at"] or job["created_at"]
+    finalize_job(engine, job_id, processing_seconds=time.time() - started.timestamp())

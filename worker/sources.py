@@ -1,0 +1,100 @@
+"""What a job reads: a video (cut into time segments) or an image folder (cut into chunks of files).
+
+Both yield :class:`Sample` objects, so one pipeline serves both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fervid.expressions import UnknownExpressionError, canonical
+from fervid.model.data import ImageReadError, list_images, read_image
+from fervid.worker.decode import VideoInfo, iter_frames
+from fervid.worker.labels import Labels
+
+IMAGES_PER_SEGMENT = 1000
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled frame or image, with its ground truth when known."""
+
+    frame_index: int
+    time: float | None
+    image: np.ndarray
+    source_path: str | None = None
+    truth: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    path: Path
+    truth: str | None
+
+
+def is_video_source(source: str) -> bool:
+    """URLs and files are videos; directories are image folders."""
+    return "://" in source or not Path(source).is_dir()
+
+
+def image_entries(root: str | Path, warn: Callable[[str], None] | None = None) -> list[ImageEntry]:
+    """Images of a folder, in a stable order: those at the top level (no truth), then each class sub-folder's.
+
+    Sub-folders named after an expression (or an alias) give ground truth; others are read without it.
+    """
+    root = Path(root)
+    entries = [ImageEntry(p, None) for p in list_images(root)]
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            truth: str | None = canonical(folder.name)
+        except UnknownExpressionError:
+            truth = None
+            if warn:
+                warn(f"{folder}: not an expression name, its images have no ground truth")
+        entries += [ImageEntry(p, truth) for p in list_images(folder)]
+    return entries
+
+
+def plan_video(info: VideoInfo, segment_seconds: float) -> list[tuple[float, float | None]]:
+    """Consecutive ``[start, end)`` segments covering the video; the last one is open-ended."""
+    if not info.duration or info.duration <= segment_seconds or segment_seconds <= 0:
+        return [(0.0, None)]
+    count = math.ceil(info.duration / segment_seconds - 1e-9)
+    return [(k * segment_seconds, (k + 1) * segment_seconds if k + 1 < count else None) for k in range(count)]
+
+
+def plan_images(count: int, per_segment: int = IMAGES_PER_SEGMENT) -> list[tuple[float, float | None]]:
+    """Chunks of image indices ``[start, end)``."""
+    return [(float(s), float(min(s + per_segment, count))) for s in range(0, count, per_segment)]
+
+
+def video_samples(
+    source: str,
+    start: float,
+    end: float | None,
+    sample_fps: float | None,
+    labels: Labels | None,
+    on_error: Callable[[Exception], None],
+) -> Iterator[Sample]:
+    for frame in iter_frames(source, sample_fps, start, end, on_error=on_error):
+        yield Sample(frame.index, frame.time, frame.image, None, labels.at(frame.time) if labels else None)
+
+
+def image_samples(
+    root: str, start: float, end: float | None, on_error: Callable[[Exception], None]
+) -> Iterator[Sample]:
+    entries = image_entries(root)
+    for index in range(int(start), int(end) if end is not None else len(entries)):
+        entry = entries[index]
+        try:
+            image = read_image(entry.path)
+        except ImageReadError as exc:
+            on_error(exc)
+            continue
+        yield Sample(index, None, image, str(entry.path), entry.truth)
+
