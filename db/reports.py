@@ -92,7 +92,8 @@ def job_report(engine: Engine, job_id: int, timeline_width: int = 60) -> dict[st
         raise ValueError("timeline_width must be at least 1")
     with engine.connect() as conn:
         job = job_row(conn, job_id)
-        tracks = _tracks(conn, job_id, job["duration"], timeline_width)
+        width = min(timeline_width, max(job["frames_done"], 1))  # no wider than the sampled frames
+        tracks = _tracks(conn, job_id, job["duration"], width)
         report = {"job_id": job_id, **{name: _jsonable(job[name]) for name in _JOB_FIELDS}}
         report["track_count"] = len(tracks)
         report["speed"] = _speed(job)

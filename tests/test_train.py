@@ -1,0 +1,218 @@
+"""Training and evaluation on image folders: resumable fit, a learnable end-to-end task (API and CLI), and the
+cross-validation protocols' per-fold results and resumability."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fervid.cli.app import app
+from fervid.model import experiment
+from fervid.model.checkpoint import load_checkpoint
+from fervid.model.data import ImageSet
+from fervid.model.experiment import Callbacks, DataOptions, cross_validate, evaluate_checkpoint, train_folder
+from fervid.model.network import ModelConfig
+from fervid.model.train import BEST, LAST, TrainConfig, fit
+
+SIZE = 32
+TINY = ModelConfig(width=0.125)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_halves(root: Path, per_class: int, seed: int) -> Path:
+    """A trivially separable two-class tree: "happiness" faces are bright on top, "sadness" faces at the bottom,
+    both over noise, with CK+-style file names (subject first)."""
+    rng = np.random.default_rng(seed)
+    for name, bright in (("happiness", slice(0, SIZE // 2)), ("sadness", slice(SIZE // 2, SIZE))):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 90, (SIZE, SIZE), dtype=np.uint8)
+            image[bright] = rng.integers(150, 256, (SIZE // 2, SIZE), dtype=np.uint8)
+            cv2.imwrite(str(folder / f"S{i % 6:03d}_001_{i:08d}.png"), image)
+    return root
+
+
+@pytest.fixture(scope="module")
+def halves(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A training tree and a held-out tree of the same task (different noise)."""
+    root = tmp_path_factory.mktemp("halves")
+    return make_halves(root / "train", 48, seed=0), make_halves(root / "test", 30, seed=1)
+
+
+def _image_set(n: int = 24, seed: int = 0) -> ImageSet:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 1, SIZE, SIZE)).astype(np.float32)
+    y = np.arange(n, dtype=np.int64) % 2
+    return ImageSet(x, y, ["happy", "sad"], [f"img{i}.png" for i in range(n)])
+
+
+def _without_time(history: list[dict]) -> list[dict]:
+    """Epoch records without what differs between an interrupted and a straight run: time and the run's length."""
+    return [{k: v for k, v in epoch.items() if k not in ("seconds", "epochs")} for epoch in history]
+
+
+# --- resumable fit ---------------------------------------------------------------------------------------------
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
+    config = ModelConfig(num_classes=2, width=0.125)
+    train, val = _image_set(24, 0), _image_set(8, 1)
+    two = TrainConfig(epochs=2, batch_size=8, device="cpu", seed=3)
+    straight = fit(config, train, val, two, tmp_path / "straight")
+    first = fit(config, train, val, TrainConfig(epochs=1, batch_size=8, device="cpu", seed=3), tmp_path / "resumed")
+    assert len(first.history) == 1
+    resumed = fit(config, train, val, two, tmp_path / "resumed")
+
+    assert [e["epoch"] for e in resumed.history] == [1, 2]
+    assert _without_time(resumed.history) == _without_time(straight.history)
+    assert resumed.best_accuracy == straight.best_accuracy
+    a = torch.load(tmp_path / "straight" / LAST, weights_only=True)
+    b = torch.load(tmp_path / "resumed" / LAST, weights_only=True)
+    assert a["epoch"] == b["epoch"] == 1
+    torch.testing.assert_close(b["model"], a["model"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(b["optimizer"]["state"], a["optimizer"]["state"], rtol=0, atol=1e-6)
+    best_a, best_b = load_checkpoint(straight.best_path), load_checkpoint(resumed.best_path)
+    torch.testing.assert_close(best_b.state_dict, best_a.state_dict, rtol=0, atol=1e-6)
+    assert best_b.training["epoch"] == best_a.training["epoch"]
+
+
+def test_finished_run_is_not_trained_again(tmp_path: Path) -> None:
+    config, train = ModelConfig(num_classes=2, width=0.125), _image_set(16)
+    settings = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    done = fit(config, train, None, settings, tmp_path)
+    stamp = (tmp_path / LAST).stat().st_mtime_ns
+    again = fit(config, train, None, settings, tmp_path)
+    assert (tmp_path / LAST).stat().st_mtime_ns == stamp
+    assert _without_time(again.history) == _without_time(done.history)
+    assert again.best_accuracy is None and again.best_path == tmp_path / BEST  # no validation set: last epoch
+
+
+def test_resume_with_another_model_config_is_an_error(tmp_path: Path) -> None:
+    train = _image_set(16)
+    fit(ModelConfig(num_classes=2, width=0.125), train, None, TrainConfig(epochs=1, batch_size=8, device="cpu"), tmp_path)
+    other = ModelConfig(num_classes=2, width=0.125, attention="se")
+    with pytest.raises(ValueError, match=r"last\.pt: was trained with .*'attention': 'csa'.*not .*'attention': 'se'"):
+        fit(other, train, None, TrainConfig(epochs=2, batch_size=8, device="cpu"), tmp_path)
+    fresh = fit(other, train, None, TrainConfig(epochs=1, batch_size=8, device="cpu"), tmp_path, resume=False)
+    assert len(fresh.history) == 1
+
+
+# --- end to end ------------------------------------------------------------------------------------------------
+
+
+def test_train_folder_learns_and_evaluates(halves: tuple[Path, Path], tmp_path: Path) -> None:
+    train_dir, test_dir = halves
+    epochs: list[int] = []
+    result = train_folder(
+        train_dir,
+        tmp_path / "run",
+        model=TINY,
+        train=TrainConfig(epochs=4, batch_size=8, device="cpu"),
+        data=DataOptions(size=SIZE),
+        command="pytest",
+        callbacks=Callbacks(on_epoch=lambda s: epochs.append(s.epoch)),
+    )
+    assert epochs == [1, 2, 3, 4]
+    ckpt = load_checkpoint(result.best_path)
+    assert ckpt.classes == ["happy", "sad"] and ckpt.input_size == SIZE and ckpt.config.num_classes == 2
+    assert ckpt.training["command"] == "pytest" and ckpt.training["train_images"] + ckpt.training["val_images"] == 96
+    report = evaluate_checkpoint(result.best_path, test_dir, device="cpu")
+    assert report.classes == ["happy", "sad"]
+    assert sum(map(sum, report.confusion)) == 60
+    assert report.accuracy >= 0.9, report.to_markdown()
+
+
+def test_cli_train_then_evaluate(halves: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FERVID_DATABASE_URL", raising=False)
+    train_dir, test_dir = halves
+    run, out = tmp_path / "run", tmp_path / "eval"
+    runner = CliRunner()
+    trained = runner.invoke(
+        app,
+        ["train", str(train_dir), "--out", str(run), "--size", "32", "--width", "0.125", "--epochs", "4",
+         "--batch-size", "8", "--device", "cpu"],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "epoch 4/4" in trained.output and (run / BEST).is_file() and (run / LAST).is_file()
+    evaluated = runner.invoke(app, ["evaluate", str(test_dir), "--model", str(run / BEST), "--out", str(out), "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["accuracy"] >= 0.9, evaluated.output
+    assert "Accuracy" in (out / "report.md").read_text()
+
+
+def test_cli_unknown_class_folder_exits_2(tmp_path: Path) -> None:
+    make_halves(tmp_path / "data", 2, seed=0)
+    (tmp_path / "data" / "bored").mkdir()
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--size", "32"])
+    assert result.exit_code == 2
+    assert "'bored'" in result.output and not (tmp_path / "run" / LAST).exists()
+
+
+# --- protocols -------------------------------------------------------------------------------------------------
+
+
+def test_cross_validate_kfold_per_fold_results_and_resume(
+    halves: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train_dir, _ = halves
+    folds: list[tuple[int, int]] = []
+    kwargs = dict(
+        protocol="kfold",
+        model=TINY,
+        train=TrainConfig(epochs=1, batch_size=16, device="cpu"),
+        data=DataOptions(size=SIZE),
+        folds=2,
+    )
+    result = cross_validate(train_dir, tmp_path, callbacks=Callbacks(on_fold=lambda k, n: folds.append((k, n))), **kwargs)
+    assert folds == [(1, 2), (2, 2)]
+    assert result.protocol == "kfold" and result.params["folds"] == 2 and result.params["images"] == 96
+    assert len(result.report.folds) == 2 and result.report.classes == ["happy", "sad"]
+    saved = [json.loads((tmp_path / f"fold-{k}" / "result.json").read_text()) for k in (1, 2)]
+    tests = np.sort(np.concatenate([s["test_idx"] for s in saved]))
+    assert np.array_equal(tests, np.arange(96))  # the test sets partition the data
+    for fold, s in zip(result.report.folds, saved):
+        assert sum(map(sum, fold.confusion)) == len(s["test_idx"]) == len(s["y_pred"])
+        assert fold.accuracy == pytest.approx(np.mean(np.array(s["y_true"]) == np.array(s["y_pred"])))
+    assert result.report.mean_accuracy == pytest.approx(np.mean([f.accuracy for f in result.report.folds]))
+
+    def no_training(*args: object, **kw: object) -> None:
+        raise AssertionError("a finished fold was trained again")
+
+    monkeypatch.setattr(experiment, "fit", no_training)
+    again = cross_validate(train_dir, tmp_path, **kwargs)
+    assert again.to_dict() == result.to_dict()
+
+
+def test_cross_validate_subject_folds_never_share_a_subject(halves: tuple[Path, Path], tmp_path: Path) -> None:
+    train_dir, _ = halves
+    result = cross_validate(
+        train_dir,
+        tmp_path,
+        protocol="subject-kfold",
+        model=TINY,
+        train=TrainConfig(epochs=1, batch_size=16, device="cpu"),
+        data=DataOptions(size=SIZE),
+        folds=2,
+    )
+    assert len(result.report.folds) == 2
+    paths = sorted(str(p) for p in train_dir.rglob("*.png"))  # load order: class folder, then name
+    subject = [Path(p).name[:4] for p in paths]
+    for k in (1, 2):
+        test = set(json.loads((tmp_path / f"fold-{k}" / "result.json").read_text())["test_idx"])
+        assert {subject[i] for i in test}.isdisjoint(subject[i] for i in range(len(paths)) if i not in test)
