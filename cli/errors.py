@@ -9,6 +9,9 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+from rich.traceback import Traceback
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,9 +29,13 @@ def set_debug(value: bool) -> None:
     _debug = value
 
 
+#: ``scheme://user:password@`` with any scheme (``postgresql+psycopg``) and an empty user (``redis://:password@``).
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@")
+
+
 def redact(text: str) -> str:
     """Hide passwords in URLs (``scheme://user:secret@host`` → ``scheme://user:***@host``)."""
-    return re.sub(r"(\w+://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
+    return _CREDENTIALS.sub(r"\1:***@", text)
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -46,17 +53,25 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except typer.Exit:
             raise
         except (ValueError, LookupError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            code, message = EXIT_BAD_INPUT, str(exc)
-        except KeyboardInterrupt:
-            code, message = 130, "interrupted"
+            error, code, message = exc, EXIT_BAD_INPUT, str(exc)
+        except KeyboardInterrupt as exc:
+            error, code, message = exc, 130, "interrupted"
         except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+            error = exc
             if _unavailable(exc):
                 code, message = EXIT_UNAVAILABLE, f"service unavailable: {str(exc).splitlines()[0]}"
             else:
                 code, message = EXIT_FAILED, f"{type(exc).__name__}: {exc}"
         if _debug:
-            err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {redact(message)}")
+            _print_traceback(error)
+        err_console.print(f"[bold red]error:[/] {escape(redact(message))}")
         raise typer.Exit(code)
 
     return wrapper
+
+
+def _print_traceback(error: BaseException) -> None:
+    """``error``'s traceback; the messages it quotes are redacted like the one-line message."""
+    with err_console.capture() as captured:
+        err_console.print(Traceback.from_exception(type(error), error, error.__traceback__))
+    err_console.print(Text.from_ansi(redact(captured.get())))

@@ -11,10 +11,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fervid.cli.errors import EXIT_FAILED, err_console, handle_errors
+from fervid.cli.errors import EXIT_FAILED, err_console, handle_errors, redact
 from fervid.settings import Settings, get_settings
 
 console = Console(highlight=False)
@@ -101,7 +102,7 @@ def _exit_for(settings: Settings, job_id: int) -> None:
 
     job = get_job(database(settings), job_id)
     if job["status"] == "failed":
-        err_console.print(f"[bold red]job {job_id} failed:[/] {job['error']}")
+        err_console.print(f"[bold red]job {job_id} failed:[/] {escape(redact(job['error'] or ''))}")
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -118,9 +119,9 @@ def list_jobs(
     for job in query(database(_settings(database_url)), limit):
         color = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}.get(job["status"], "white")
         table.add_row(
-            str(job["id"]), f"[{color}]{job['status']}[/]", job["kind"], _short(job["source"]), str(job["frames_done"]),
+            str(job["id"]), f"[{color}]{job['status']}[/]", job["kind"], escape(_short(job["source"])), str(job["frames_done"]),
             str(job["faces"]), f"{job['segments_done']}/{job['segments_total']}", f"{job['created_at']:%Y-%m-%d %H:%M}",
-            job["error"] or "",
+            escape(redact(job["error"] or "")),
         )  # fmt: skip
     console.print(table)
 

@@ -49,7 +49,8 @@ def write_segment(
 
     ``rows`` hold :data:`DETECTION_COLUMNS` keys with Python scalars (missing keys are NULL; ``job_id`` and
     ``segment`` are set from the arguments). True when this call finished the job's last unfinished segment:
-    the caller then finalises the job. A cancelled job is left untouched (False).
+    the caller then finalises the job. A cancelled job, or a segment another delivery already finished, is
+    left untouched (False).
     """
     records = [_record(row, job_id, idx) for row in rows]
     seg = segments.c
@@ -59,6 +60,8 @@ def write_segment(
         previous = conn.scalar(select(seg.status).where(seg.job_id == job_id, seg.idx == idx))
         if previous is None:
             raise LookupError(f"job {job_id} has no segment {idx}")
+        if previous == "done":  # a duplicate delivery: the first one's rows stand (and may be stitched already)
+            return False
         conn.execute(delete(detections).where(detections.c.job_id == job_id, detections.c.segment == idx))
         _insert_detections(conn, records)
         conn.execute(
@@ -76,7 +79,7 @@ def write_segment(
             )
         )
         remaining = _recount(conn, job_id, worker)
-    return previous != "done" and remaining == 0
+    return remaining == 0
 
 
 def remap_tracks(engine: Engine, job_id: int, mapping: Mapping[tuple[int, int], int]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from fervid.model.network import ModelConfig, build_model
 FORMAT = "fervid-checkpoint"
 FORMAT_VERSION = 1
 _SHOWN = 5  # how many mismatching keys an error names
+#: What torch's weights-only unpickler refused (a global such as ``os.system``, or an opcode).
+_REFUSED = re.compile(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n|$)")
 
 
 class CheckpointError(ValueError):
@@ -125,8 +128,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load fails with many types: zip, pickle, EOF, key errors
+        refused = _REFUSED.search(str(e)) if type(e).__name__ == "UnpicklingError" else None
+        if refused:
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint: refused, it holds more than tensors and plain values "
+                f"({refused.group(1)}); fervid loads checkpoints with weights_only=True and never runs code from them"
+            ) from None
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from e
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint: corrupt, truncated or not a torch file ({type(e).__name__}: {reason})"
+        ) from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fervid checkpoint")
     version = payload.get("format_version")

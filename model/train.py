@@ -3,6 +3,8 @@ checkpoint, resumable from the last epoch's state."""
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -72,6 +74,17 @@ def predict_probabilities(model: nn.Module, x: np.ndarray, device: torch.device,
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def hardware(device: torch.device) -> str:
+    """The device that trained a model, for its provenance: GPU name or CPU model and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or "CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
 def _class_weights(y: np.ndarray, num_classes: int) -> torch.Tensor:
     counts = np.bincount(y, minlength=num_classes).astype(np.float64)
     weights = counts.sum() / (num_classes * np.maximum(counts, 1))
@@ -118,7 +131,7 @@ def fit(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
+        generator.set_state(state["generator"].cpu())
         start_epoch, best_acc, history = state["epoch"] + 1, state["best_accuracy"], state["history"]
 
     x_train = torch.from_numpy(train_set.x)
@@ -165,7 +178,13 @@ def fit(
                 classes=train_set.classes,
                 input_size=input_size,
                 preprocessing=PREPROCESSING,
-                training={**(training_info or {}), "train_config": asdict(config), "epoch": epoch + 1, "history": history},
+                training={
+                    **(training_info or {}),
+                    "train_config": asdict(config),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "hardware": hardware(device),
+                },
                 metrics={"val_accuracy": val_acc} if val_acc is not None else {},
             )
         torch.save(

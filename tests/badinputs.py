@@ -161,6 +161,13 @@ def declared_size(src: Path, dest: Path, width: int, height: int) -> Path:
     return dest
 
 
+def declared_raw_video(path: Path, width: int, height: int) -> Path:
+    """A YUV4MPEG2 file whose header declares ``width``×``height`` raw frames, holding 1 kB of the first frame:
+    decoding it would allocate the declared size, then fail."""
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\nFRAME\n".encode() + bytes(1024))
+    return path
+
+
 def gradient(size: tuple[int, int] = (64, 48)) -> np.ndarray:
     """An RGB uint8 image (height, width, 3) whose left and right halves differ, so rotations are visible."""
     width, height = size
@@ -192,10 +199,9 @@ def save_exif_rotated(path: Path, size: tuple[int, int] = (64, 48)) -> Path:
     return path
 
 
-def save_image(path: Path, size: tuple[int, int] = (48, 48), seed: int = 0) -> Path:
-    """A plain RGB image of random pixels, in the format of ``path``'s suffix."""
-    width, height = size
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+def save_image(path: Path, size: tuple[int, int] = (48, 48)) -> Path:
+    """A smooth RGB image (no face-like texture), in the format of ``path``'s suffix."""
+    Image.fromarray(gradient(size)).save(path)
     return path
 
 
@@ -219,7 +225,7 @@ class _Exploit:
 
 def hostile_checkpoint(path: Path, marker: Path) -> Path:
     """A plain pickle (no torch zip) whose loading would create ``marker`` through ``__reduce__``."""
-    path.write_bytes(pickle.dumps({"format": "fervid-checkpoint", "payload": _Exploit(marker)}))
+    path.write_bytes(pickle.dumps({"format": "fervid-checkpoint", "payload": _Exploit(marker)}, protocol=2))
     return path
 
 

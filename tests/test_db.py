@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, inspect, select
 from fervid.db import (
     JobNotFoundError,
     begin_segment,
+    fail_segment,
     create_job,
     current,
     downgrade,
@@ -208,9 +209,11 @@ def test_begin_segment_claims(engine: Engine) -> None:
     assert attempts == 0  # nothing written for the cancelled job's segment
 
 
-def test_rewrite_segment_replaces_rows(engine: Engine) -> None:
+def test_retried_segment_is_written_once(engine: Engine) -> None:
     job_id = new_job(engine)
-    assert not write_segment(engine, job_id, 0, SEGMENT_0, frames=15, failed_frames=1)
+    assert begin_segment(engine, job_id, 0, "w1")
+    fail_segment(engine, job_id, 0, "killed")  # a first attempt that stored nothing
+    assert begin_segment(engine, job_id, 0, "w9")
     assert not write_segment(engine, job_id, 0, SEGMENT_0[:3], frames=14, failed_frames=2, worker="w9")
     with engine.connect() as conn:
         count = conn.scalar(select(func.count()).select_from(detections).where(detections.c.job_id == job_id))
@@ -219,10 +222,18 @@ def test_rewrite_segment_replaces_rows(engine: Engine) -> None:
     assert (job["faces"], job["frames_done"], job["failed_frames"], job["segments_done"]) == (3, 14, 2, 1)
     assert job["worker"] == "w9"
 
+
+def test_duplicate_delivery_keeps_the_first_rows(engine: Engine) -> None:
+    job_id = new_job(engine)
+    assert not write_segment(engine, job_id, 0, SEGMENT_0, frames=15, failed_frames=1)
+    assert not write_segment(engine, job_id, 0, SEGMENT_0[:3], frames=14, failed_frames=2, worker="w9")
+    job = get_job(engine, job_id)
+    assert (job["faces"], job["frames_done"], job["failed_frames"], job["segments_done"]) == (len(SEGMENT_0), 15, 1, 1)
+
     assert write_segment(engine, job_id, 1, SEGMENT_1, frames=25, warnings=2)
     assert not write_segment(engine, job_id, 1, SEGMENT_1, frames=25, warnings=2)  # already done: no second True
     job = get_job(engine, job_id)
-    assert (job["faces"], job["frames_done"], job["warnings"], job["segments_done"]) == (7, 39, 2, 2)
+    assert (job["faces"], job["frames_done"], job["warnings"], job["segments_done"]) == (len(SEGMENT_0) + len(SEGMENT_1), 40, 2, 2)
     assert unfinished_segments(engine, job_id) == []
 
 

@@ -21,7 +21,7 @@ from fervid.model.experiment import Callbacks, DataOptions, cross_validate, eval
 from fervid.model.network import ModelConfig
 from fervid.model.train import BEST, LAST, TrainConfig, fit
 
-SIZE = 32
+SIZE = 48
 TINY = ModelConfig(width=0.125)
 
 
@@ -33,25 +33,26 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def make_halves(root: Path, per_class: int, seed: int) -> Path:
-    """A trivially separable two-class tree: "happiness" faces are bright on top, "sadness" faces at the bottom,
-    both over noise, with CK+-style file names (subject first)."""
+def make_stripes(root: Path, per_class: int, seed: int) -> Path:
+    """A trivially separable two-class tree: "happiness" images hold horizontal stripes, "sadness" images vertical
+    ones (random period and phase, Gaussian noise), with CK+-style file names (the subject first)."""
     rng = np.random.default_rng(seed)
-    for name, bright in (("happiness", slice(0, SIZE // 2)), ("sadness", slice(SIZE // 2, SIZE))):
+    for name, horizontal in (("happiness", True), ("sadness", False)):
         folder = root / name
         folder.mkdir(parents=True)
         for i in range(per_class):
-            image = rng.integers(0, 90, (SIZE, SIZE), dtype=np.uint8)
-            image[bright] = rng.integers(150, 256, (SIZE // 2, SIZE), dtype=np.uint8)
+            wave = 127 + 100 * np.sin(2 * np.pi * np.arange(SIZE) / rng.uniform(5, 9) + rng.uniform(0, 2 * np.pi))
+            image = np.tile(wave[:, None] if horizontal else wave[None, :], (1, SIZE) if horizontal else (SIZE, 1))
+            image = np.clip(image + rng.normal(0, 15, image.shape), 0, 255).astype(np.uint8)
             cv2.imwrite(str(folder / f"S{i % 6:03d}_001_{i:08d}.png"), image)
     return root
 
 
 @pytest.fixture(scope="module")
-def halves(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def stripes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A training tree and a held-out tree of the same task (different noise)."""
-    root = tmp_path_factory.mktemp("halves")
-    return make_halves(root / "train", 48, seed=0), make_halves(root / "test", 30, seed=1)
+    root = tmp_path_factory.mktemp("stripes")
+    return make_stripes(root / "train", 96, seed=0), make_stripes(root / "test", 30, seed=1)
 
 
 def _image_set(n: int = 24, seed: int = 0) -> ImageSet:
@@ -104,7 +105,8 @@ def test_finished_run_is_not_trained_again(tmp_path: Path) -> None:
 
 def test_resume_with_another_model_config_is_an_error(tmp_path: Path) -> None:
     train = _image_set(16)
-    fit(ModelConfig(num_classes=2, width=0.125), train, None, TrainConfig(epochs=1, batch_size=8, device="cpu"), tmp_path)
+    original = ModelConfig(num_classes=2, width=0.125)
+    fit(original, train, None, TrainConfig(epochs=1, batch_size=8, device="cpu"), tmp_path)
     other = ModelConfig(num_classes=2, width=0.125, attention="se")
     with pytest.raises(ValueError, match=r"last\.pt: was trained with .*'attention': 'csa'.*not .*'attention': 'se'"):
         fit(other, train, None, TrainConfig(epochs=2, batch_size=8, device="cpu"), tmp_path)
@@ -115,14 +117,14 @@ def test_resume_with_another_model_config_is_an_error(tmp_path: Path) -> None:
 # --- end to end ------------------------------------------------------------------------------------------------
 
 
-def test_train_folder_learns_and_evaluates(halves: tuple[Path, Path], tmp_path: Path) -> None:
-    train_dir, test_dir = halves
+def test_train_folder_learns_and_evaluates(stripes: tuple[Path, Path], tmp_path: Path) -> None:
+    train_dir, test_dir = stripes
     epochs: list[int] = []
     result = train_folder(
         train_dir,
         tmp_path / "run",
         model=TINY,
-        train=TrainConfig(epochs=4, batch_size=8, device="cpu"),
+        train=TrainConfig(epochs=4, batch_size=8, lr=2e-3, device="cpu"),
         data=DataOptions(size=SIZE),
         command="pytest",
         callbacks=Callbacks(on_epoch=lambda s: epochs.append(s.epoch)),
@@ -130,26 +132,28 @@ def test_train_folder_learns_and_evaluates(halves: tuple[Path, Path], tmp_path: 
     assert epochs == [1, 2, 3, 4]
     ckpt = load_checkpoint(result.best_path)
     assert ckpt.classes == ["happy", "sad"] and ckpt.input_size == SIZE and ckpt.config.num_classes == 2
-    assert ckpt.training["command"] == "pytest" and ckpt.training["train_images"] + ckpt.training["val_images"] == 96
+    assert ckpt.training["command"] == "pytest" and ckpt.training["train_images"] + ckpt.training["val_images"] == 192
     report = evaluate_checkpoint(result.best_path, test_dir, device="cpu")
     assert report.classes == ["happy", "sad"]
     assert sum(map(sum, report.confusion)) == 60
     assert report.accuracy >= 0.9, report.to_markdown()
 
 
-def test_cli_train_then_evaluate(halves: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_train_then_evaluate(stripes: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FERVID_DATABASE_URL", raising=False)
-    train_dir, test_dir = halves
+    train_dir, test_dir = stripes
     run, out = tmp_path / "run", tmp_path / "eval"
     runner = CliRunner()
     trained = runner.invoke(
         app,
-        ["train", str(train_dir), "--out", str(run), "--size", "32", "--width", "0.125", "--epochs", "4",
-         "--batch-size", "8", "--device", "cpu"],
+        ["train", str(train_dir), "--out", str(run), "--size", "48", "--width", "0.125", "--epochs", "4",
+         "--batch-size", "8", "--lr", "0.002", "--device", "cpu"],
     )
     assert trained.exit_code == 0, trained.output
     assert "epoch 4/4" in trained.output and (run / BEST).is_file() and (run / LAST).is_file()
-    evaluated = runner.invoke(app, ["evaluate", str(test_dir), "--model", str(run / BEST), "--out", str(out), "--device", "cpu"])
+    evaluated = runner.invoke(
+        app, ["evaluate", str(test_dir), "--model", str(run / BEST), "--out", str(out), "--device", "cpu"]
+    )
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads((out / "report.json").read_text())
     assert report["accuracy"] >= 0.9, evaluated.output
@@ -157,9 +161,9 @@ def test_cli_train_then_evaluate(halves: tuple[Path, Path], tmp_path: Path, monk
 
 
 def test_cli_unknown_class_folder_exits_2(tmp_path: Path) -> None:
-    make_halves(tmp_path / "data", 2, seed=0)
+    make_stripes(tmp_path / "data", 2, seed=0)
     (tmp_path / "data" / "bored").mkdir()
-    result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--size", "32"])
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--size", "48"])
     assert result.exit_code == 2
     assert "'bored'" in result.output and not (tmp_path / "run" / LAST).exists()
 
@@ -168,9 +172,9 @@ def test_cli_unknown_class_folder_exits_2(tmp_path: Path) -> None:
 
 
 def test_cross_validate_kfold_per_fold_results_and_resume(
-    halves: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stripes: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    train_dir, _ = halves
+    train_dir, _ = stripes
     folds: list[tuple[int, int]] = []
     kwargs = dict(
         protocol="kfold",
@@ -179,13 +183,14 @@ def test_cross_validate_kfold_per_fold_results_and_resume(
         data=DataOptions(size=SIZE),
         folds=2,
     )
-    result = cross_validate(train_dir, tmp_path, callbacks=Callbacks(on_fold=lambda k, n: folds.append((k, n))), **kwargs)
+    on_fold = Callbacks(on_fold=lambda k, n: folds.append((k, n)))
+    result = cross_validate(train_dir, tmp_path, callbacks=on_fold, **kwargs)
     assert folds == [(1, 2), (2, 2)]
-    assert result.protocol == "kfold" and result.params["folds"] == 2 and result.params["images"] == 96
+    assert result.protocol == "kfold" and result.params["folds"] == 2 and result.params["images"] == 192
     assert len(result.report.folds) == 2 and result.report.classes == ["happy", "sad"]
     saved = [json.loads((tmp_path / f"fold-{k}" / "result.json").read_text()) for k in (1, 2)]
     tests = np.sort(np.concatenate([s["test_idx"] for s in saved]))
-    assert np.array_equal(tests, np.arange(96))  # the test sets partition the data
+    assert np.array_equal(tests, np.arange(192))  # the test sets partition the data
     for fold, s in zip(result.report.folds, saved):
         assert sum(map(sum, fold.confusion)) == len(s["test_idx"]) == len(s["y_pred"])
         assert fold.accuracy == pytest.approx(np.mean(np.array(s["y_true"]) == np.array(s["y_pred"])))
@@ -199,8 +204,8 @@ def test_cross_validate_kfold_per_fold_results_and_resume(
     assert again.to_dict() == result.to_dict()
 
 
-def test_cross_validate_subject_folds_never_share_a_subject(halves: tuple[Path, Path], tmp_path: Path) -> None:
-    train_dir, _ = halves
+def test_cross_validate_subject_folds_never_share_a_subject(stripes: tuple[Path, Path], tmp_path: Path) -> None:
+    train_dir, _ = stripes
     result = cross_validate(
         train_dir,
         tmp_path,

@@ -83,6 +83,39 @@ def _display_name(source: str | Path) -> str:
     return text
 
 
+def _mp4_damage(path: Path) -> str | None:
+    """Why an MP4/MOV file (``ftyp`` first) cannot be read whole, from its top-level boxes alone; else ``None``.
+
+    Finds the two common faults of an interrupted recording or copy: the frames (``mdat``) or the index
+    (``moov``) cut short, and no ``moov`` at all (cameras write it last, when the recording is finalised).
+    """
+    size = path.stat().st_size
+    found: set[bytes] = set()
+    with open(path, "rb") as file:
+        offset = 0
+        while offset + 8 <= size:
+            file.seek(offset)
+            header = file.read(16)
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if offset == 0 and kind != b"ftyp":
+                return None
+            if length == 1 and len(header) == 16:
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:  # the last box runs to the end of the file
+                length = size - offset
+            if length < 8:
+                return f"damaged MP4 structure: box {kind.decode('latin-1')!r} at byte {offset} has size {length}"
+            if offset + length > size and kind in (b"mdat", b"moov"):
+                part = "the frames" if kind == b"mdat" else "the index"
+                end = offset + length
+                return f"truncated: its {kind.decode()} box ({part}) ends at byte {end} but the file has {size} bytes"
+            found.add(kind)
+            offset += length
+    if b"moov" not in found:
+        return "no moov box (the index of the frames): the recording was not finalised or the file is incomplete"
+    return None
+
+
 def _open(source: str | Path) -> tuple[InputContainer, VideoStream, str]:
     name = _display_name(source)
     text = str(source)
@@ -92,6 +125,10 @@ def _open(source: str | Path) -> tuple[InputContainer, VideoStream, str]:
             raise DecodeError(name, "no such file")
         if not path.is_file():
             raise DecodeError(name, "not a file")
+        if path.stat().st_size == 0:
+            raise DecodeError(name, "empty file")
+        if damage := _mp4_damage(path):
+            raise DecodeError(name, damage)
     try:
         container = av.open(text, "r")
     except av.InvalidDataError:
@@ -99,8 +136,9 @@ def _open(source: str | Path) -> tuple[InputContainer, VideoStream, str]:
     except (av.FFmpegError, OSError) as error:
         raise DecodeError(name, f"cannot open: {getattr(error, 'strerror', None) or error}") from None
     if not container.streams.video:
+        kinds = sorted({stream.type for stream in container.streams})
         container.close()
-        raise DecodeError(name, "no video stream")
+        raise DecodeError(name, "no video stream" + (f" ({' and '.join(kinds)} only)" if kinds else ""))
     return container, container.streams.video[0], name
 
 
@@ -112,20 +150,34 @@ def _exact(value: float) -> Fraction:
 def _decoded(
     container: InputContainer, stream: VideoStream, name: str, report: ErrorHandler
 ) -> Iterator[tuple[Fraction, av.VideoFrame]]:
-    """(time, frame) from the container's position on; damaged packets and frames are reported and skipped."""
+    """(time, frame) from the container's position on; damaged packets and frames are reported and skipped.
+
+    A container that cannot be read any further (an I/O error, a demuxer that cannot resynchronise) raises
+    :class:`DecodeError`.
+    """
     origin = stream.start_time or 0
     time_base = stream.time_base
-    for packet in container.demux(stream):
+
+    def at(pts: int | None) -> str:
+        return f"at {float((pts - origin) * time_base):.3f}s" if pts is not None else "without timestamp"
+
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError as error:
+            raise DecodeError(name, f"cannot read further: {error.strerror or error}") from None
         try:
             frames = packet.decode()
         except av.FFmpegError as error:
-            report(error)
+            report(DecodeError(name, f"damaged packet {at(packet.pts)} skipped: {error.strerror or error}"))
             continue
         for frame in frames:
             pts = frame.pts if frame.pts is not None else frame.dts
             if frame.is_corrupt or pts is None:
-                problem = "corrupt frame" if frame.is_corrupt else "frame without timestamp"
-                report(DecodeError(name, f"{problem} (pts {pts})"))
+                report(DecodeError(name, f"{'corrupt' if frame.is_corrupt else 'unusable'} frame {at(pts)} skipped"))
                 continue
             yield (pts - origin) * time_base, frame
 
@@ -168,8 +220,14 @@ def _image(frame: av.VideoFrame) -> np.ndarray:
     return cv2.rotate(image, _ROTATE[turns]) if turns else image
 
 
-def probe(source: str | Path) -> VideoInfo:
-    """Size, rate, duration, frame count (an estimate when the container lacks it), rotation and codec."""
+def probe(source: str | Path, check: Callable[[VideoInfo], None] | None = None) -> VideoInfo:
+    """Size, rate, duration, frame count (an estimate when the container lacks it), rotation and codec.
+
+    ``check`` sees what the headers declare (size as stored, ``rotation`` 0) before any frame is decoded and
+    raises to refuse the video, so limits are enforced without decoding (a header may declare a huge frame).
+    Raises :class:`DecodeError` when the file cannot be opened, declares no frame size, or has no frame that
+    decodes.
+    """
     container, stream, name = _open(source)
     with container:
         fps = float(stream.average_rate) if stream.average_rate else None
@@ -182,8 +240,14 @@ def probe(source: str | Path) -> VideoInfo:
         frames = stream.frames or (round(duration * fps) if duration and fps else None)
         context = stream.codec_context
         width, height, codec = context.width, context.height, context.name
+        if not width or not height:
+            raise DecodeError(name, "unknown frame size: the stream header is damaged or declares an impossible size")
+        if check:
+            check(VideoInfo(width, height, fps, duration, frames or None, 0, codec))
         first = next(_decoded(container, stream, name, lambda error: None), None)
-    rotation = round(first[1].rotation) if first else 0
+    if first is None:
+        raise DecodeError(name, "no frame decodes: the video stream is empty or every frame is damaged")
+    rotation = round(first[1].rotation)
     if round(rotation / 90) % 2:
         width, height = height, width
     return VideoInfo(width, height, fps, duration, frames or None, rotation, codec)

@@ -6,7 +6,8 @@ On the embedded default (no broker) a job runs here, segment after segment, thro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,28 +42,50 @@ def database(settings: Settings) -> Engine:
     return get_engine(url)
 
 
-def check_limits(info: Any, settings: Settings) -> None:
-    """Refuse videos beyond the configured duration, frame and resolution limits."""
-    if info.duration and info.duration > settings.max_duration:
-        raise ValueError(f"video is {info.duration:.0f} s long, over the limit of {settings.max_duration:.0f} s (FERVID_MAX_DURATION)")
-    if info.frames and info.frames > settings.max_frames:
-        raise ValueError(f"video has {info.frames} frames, over the limit of {settings.max_frames} (FERVID_MAX_FRAMES)")
-    if info.width * info.height > settings.max_pixels:
-        raise ValueError(
-            f"video is {info.width}×{info.height}, over the limit of {settings.max_pixels} pixels per frame (FERVID_MAX_PIXELS)"
-        )
+def check_limits(
+    source: str,
+    settings: Settings,
+    *,
+    duration: float | None = None,
+    frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    unit: str = "frames",
+) -> None:
+    """Refuse input beyond the configured limits: ``max_duration`` seconds, ``max_frames`` frames (images of a
+    folder), ``max_pixels`` per frame (settings, env ``FERVID_MAX_DURATION`` ...). The message names ``source``."""
+    if duration and duration > settings.max_duration:
+        limit = settings.max_duration
+        raise ValueError(f"{source}: {duration:.1f} s long, over the limit of {limit:g} s (FERVID_MAX_DURATION)")
+    if frames and frames > settings.max_frames:
+        raise ValueError(f"{source}: {frames} {unit}, over the limit of {settings.max_frames} (FERVID_MAX_FRAMES)")
+    if size and size[0] * size[1] > settings.max_pixels:
+        limit = settings.max_pixels
+        raise ValueError(f"{source}: frames of {size[0]}×{size[1]}, over the limit of {limit} pixels (FERVID_MAX_PIXELS)")
+
+
+@contextmanager
+def _stored_if_refused(engine: Engine, source: str, kind: str, common: dict[str, Any]) -> Iterator[None]:
+    """Store a ``failed`` job with the reason when the block raises :class:`ValueError`, then re-raise."""
+    try:
+        yield
+    except ValueError as exc:
+        job_id = create_job(engine, source=source, kind=kind, segments=[(0.0, None)], **common)
+        set_status(engine, job_id, "failed", str(exc))
+        raise
 
 
 def create(engine: Engine, submission: Submission, settings: Settings) -> int:
     """Validate the input, create the job and its segments; returns the job id (status ``queued``).
 
-    Input that cannot be processed raises before anything is stored, except a video that exists but cannot
-    be decoded: that job is stored as ``failed`` with the reason, then the error is raised.
+    A request that cannot be served raises before anything is stored: a missing path, a bad model checkpoint
+    or labels file, a folder without images. A source that exists but cannot be processed (a video that does
+    not decode, input over the limits of :func:`check_limits`) is stored as a ``failed`` job with the reason,
+    which is then raised. Limits are checked on the video's headers, before any frame is decoded.
     """
     source = submission.source
-    if "://" not in source and not Path(source).exists():
-        raise FileNotFoundError(f"{source}: no such file or directory")
     if "://" not in source:
+        if not Path(source).exists():
+            raise FileNotFoundError(f"{source}: no such file or directory")
         source = str(Path(source).resolve())
     model = model_ref(settings.model)
     checkpoint = load_checkpoint(model.path)
@@ -80,18 +103,24 @@ def create(engine: Engine, submission: Submission, settings: Settings) -> int:
     common = dict(params=asdict(options), model_name=model.name, model_sha256=model.sha256, classes=checkpoint.classes)
     if not is_video_source(source):
         if labels:
-            raise ValueError("--labels is for videos; an image folder takes its ground truth from class sub-folders")
+            raise ValueError(
+                f"{submission.labels}: --labels is for videos; an image folder takes its ground truth from class sub-folders"
+            )
         count = len(image_entries(source))
         if count == 0:
             raise ValueError(f"{source}: no images (png, jpg, bmp, tif, webp) in the folder or its sub-folders")
-        return create_job(engine, source=source, kind="images", segments=plan_images(count), frames_total=count, **common)
-    try:
-        info = probe(source)
-        check_limits(info, settings)
-    except ValueError as exc:
-        job_id = create_job(engine, source=source, kind="video", segments=[(0.0, None)], **common)
-        set_status(engine, job_id, "failed", str(exc))
-        raise
+        with _stored_if_refused(engine, source, "images", common):
+            check_limits(source, settings, frames=count, unit="images")
+        return create_job(
+            engine, source=source, kind="images", segments=plan_images(count), frames_total=count, **common
+        )
+    with _stored_if_refused(engine, source, "video", common):
+        info = probe(
+            source,
+            check=lambda header: check_limits(
+                source, settings, duration=header.duration, frames=header.frames, size=(header.width, header.height)
+            ),
+        )
     frames = round(info.duration * (settings.sample_fps if options.sample_fps else info.fps or 0)) if info.duration else None
     return create_job(
         engine,

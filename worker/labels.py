@@ -12,7 +12,7 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TextIO
 
 from fervid.expressions import EXPRESSIONS, UnknownExpressionError, canonical
 
@@ -79,27 +79,37 @@ def load_labels(path: str | Path) -> Labels:
         handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as error:
         raise LabelsError(path, f"cannot read: {error.strerror}") from None
-    rows: list[tuple[int, LabelRange]] = []
     with handle:
-        reader = csv.DictReader(handle, skipinitialspace=True)
-        header = [name.strip().lower() for name in reader.fieldnames or []]
-        if not header:
-            raise LabelsError(path, "empty file")
-        reader.fieldnames = header
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            problem = f"header lacks column(s) {', '.join(missing)} (want {','.join(COLUMNS)})"
-            raise LabelsError(path, problem, 1)
-        for row in reader:
-            try:
-                rows.append((reader.line_num, _parse(row)))
-            except ValueError as error:
-                raise LabelsError(path, str(error), reader.line_num) from None
-    if not rows:
-        raise LabelsError(path, "no label rows")
+        try:
+            rows = _read_rows(path, handle)
+        except UnicodeDecodeError:
+            raise LabelsError(path, "not UTF-8 text; save it as a UTF-8 CSV file") from None
+        except csv.Error as error:
+            raise LabelsError(path, f"not a readable CSV file ({error})") from None
     rows.sort(key=lambda r: r[1].start)
     for (line_a, a), (line_b, b) in zip(rows, rows[1:]):
         if b.start < a.end:
             problem = f"range {b.start:g}-{b.end:g} overlaps line {line_a} ({a.start:g}-{a.end:g})"
             raise LabelsError(path, problem, line_b)
     return Labels(tuple(r for _, r in rows))
+
+
+def _read_rows(path: str | Path, handle: TextIO) -> list[tuple[int, LabelRange]]:
+    """``(line, range)`` for every row of an open labels file, in file order."""
+    reader = csv.DictReader(handle, skipinitialspace=True)
+    header = [name.strip().lower() for name in reader.fieldnames or []]
+    if not header:
+        raise LabelsError(path, "empty file")
+    reader.fieldnames = header
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise LabelsError(path, f"header lacks column(s) {', '.join(missing)} (want {','.join(COLUMNS)})", 1)
+    rows: list[tuple[int, LabelRange]] = []
+    for row in reader:
+        try:
+            rows.append((reader.line_num, _parse(row)))
+        except ValueError as error:
+            raise LabelsError(path, str(error), reader.line_num) from None
+    if not rows:
+        raise LabelsError(path, "no label rows")
+    return rows

@@ -1,8 +1,15 @@
 """The job pipeline: decode → detect → track → classify in batches → one bulk write per segment.
 
 The same functions run in-process on the embedded default and inside Celery tasks on workers.
-Stages overlap: a decoder thread fills a bounded queue while this thread detects, tracks and classifies,
-so the slowest stage sets the pace and memory stays bounded.
+
+A segment runs as three stages joined by bounded queues (:func:`prefetch`): a decoder thread; a detector thread
+that detects, tracks, crops and preprocesses the faces, so each full frame is dropped as soon as its faces are
+cut out; and the calling thread, which classifies the faces in batches. PyAV, OpenCV and ONNX Runtime release
+the GIL while they work, so the stages overlap, the slowest one sets the pace and memory stays bounded by the
+queues. The detector's and the classifier's ONNX Runtime sessions each run on :data:`SESSION_THREADS` intra-op
+thread(s) rather than on every core, so that they do not fight each other and the decoder over the cores; a
+machine with more cores runs more worker processes (one per segment). Each stage's busy time is kept in
+:attr:`SegmentCounts.seconds`.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -34,28 +42,57 @@ from fervid.worker.track import IoUTracker, stitch
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Items a stage may run ahead of the next one (decoded frames, or located frames with their face crops).
 PREFETCH = 8
+#: Intra-op threads of each ONNX Runtime session (detector, classifier) in the pipeline.
+SESSION_THREADS = 1
 #: Images up to this side in which no face is found are taken as face crops (folders such as CK+ crops).
 CROP_SIDE = 256
+#: The stages whose busy time :attr:`SegmentCounts.seconds` holds.
+STAGES: tuple[str, ...] = ("decode", "detect", "crop", "classify")
 _END = object()
 
 
 @dataclass
+class _Failure:
+    """An exception raised in a :func:`prefetch` thread, on its way to the consumer."""
+
+    error: BaseException
+
+
+@dataclass
 class SegmentCounts:
+    """What a segment did: frames, faces, damaged frames, warnings, and each stage's busy seconds."""
+
     frames: int = 0
     faces: int = 0
     failed_frames: int = 0
     warnings: int = 0
     messages: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     def warn(self, exc: Exception) -> None:
         self.warnings += 1
         if len(self.messages) < 20:
             self.messages.append(str(exc))
 
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the time spent in the ``with`` block to ``stage``'s busy seconds."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
 
-def prefetch(items: Iterator[T], size: int = PREFETCH) -> Iterator[T]:
-    """Run ``items`` in a thread, ``size`` ahead of the consumer; exceptions are re-raised here."""
+
+def prefetch(items: Iterable[T], size: int = PREFETCH, name: str = "fervid-prefetch") -> Generator[T, None, None]:
+    """Run ``items`` in a thread called ``name``, up to ``size`` items ahead of the consumer, in order.
+
+    An exception raised by ``items`` is re-raised here, after the items before it. When the consumer stops
+    early (it closes this generator, or raises) the thread stops and closes ``items``, so stages chained as
+    ``prefetch(stage(prefetch(source)))`` shut down from the consumer back to the source.
+    """
     buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
     stop = threading.Event()
 
@@ -67,14 +104,17 @@ def prefetch(items: Iterator[T], size: int = PREFETCH) -> Iterator[T]:
                 buffer.put(item)
             buffer.put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            buffer.put(exc)
+            buffer.put(_Failure(exc))
+        finally:
+            if isinstance(items, Generator):
+                items.close()
 
-    thread = threading.Thread(target=produce, name="fervid-decode", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while (item := buffer.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
+            if isinstance(item, _Failure):
+                raise item.error
             yield item
     finally:
         stop.set()
@@ -85,34 +125,60 @@ def prefetch(items: Iterator[T], size: int = PREFETCH) -> Iterator[T]:
                 thread.join(0.05)
 
 
-class Classifying:
-    """Collects face crops with their row fields and classifies them in batches."""
+def _timed(items: Generator[T, None, None], counts: SegmentCounts, stage: str) -> Generator[T, None, None]:
+    """``items``, with the time spent producing each one added to ``stage``'s busy seconds; closing this
+    generator closes ``items``."""
+    with closing(items):
+        while True:
+            with counts.timed(stage):
+                item = next(items, _END)
+            if item is _END:
+                return
+            yield item
 
-    def __init__(self, classify: Callable[[np.ndarray], np.ndarray], classes: list[str], size: int, batch: int) -> None:
-        self.classify, self.classes, self.size, self.batch = classify, classes, size, batch
-        self.crops: list[np.ndarray] = []
+
+@dataclass(frozen=True)
+class Located:
+    """A frame's faces, found and tracked: their rows (not yet classified) and their preprocessed crops."""
+
+    rows: list[dict[str, Any]]
+    faces: np.ndarray  # (len(rows), 1, S, S) float32, as fervid.model.preprocess.preprocess makes them
+
+
+class Classifying:
+    """Collects preprocessed faces with their rows and classifies them in batches of at least ``batch``."""
+
+    def __init__(
+        self, classify: Callable[[np.ndarray], np.ndarray], classes: list[str], batch: int, counts: SegmentCounts
+    ) -> None:
+        self.classify, self.classes, self.batch, self.counts = classify, classes, batch, counts
+        self.faces: list[np.ndarray] = []
         self.pending: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
 
-    def add(self, crop: np.ndarray, row: dict[str, Any]) -> None:
-        self.crops.append(crop)
-        self.pending.append(row)
-        if len(self.crops) >= self.batch:
+    def add(self, located: Located) -> None:
+        if located.rows:
+            self.faces.append(located.faces)
+            self.pending += located.rows
+        if len(self.pending) >= self.batch:
             self.flush()
 
     def flush(self) -> None:
-        if not self.crops:
+        if not self.pending:
             return
-        probs = self.classify(preprocess(self.crops, self.size))
+        with self.counts.timed("classify"):
+            probs = self.classify(np.concatenate(self.faces))
         for row, p in zip(self.pending, probs):
             best = int(p.argmax())
             row.update({f"p_{c}": float(v) for c, v in zip(self.classes, p)})
             row.update(label=self.classes[best], confidence=float(p[best]))
             self.rows.append(row)
-        self.crops, self.pending = [], []
+        self.faces, self.pending = [], []
 
 
-def _samples(job: dict[str, Any], options: JobOptions, start: float, end: float | None, counts: SegmentCounts) -> Iterator[Sample]:
+def _samples(
+    job: dict[str, Any], options: JobOptions, start: float, end: float | None, counts: SegmentCounts
+) -> Generator[Sample, None, None]:
     def on_error(exc: Exception) -> None:
         counts.failed_frames += 1
         counts.warn(exc)
@@ -134,6 +200,45 @@ def find_faces(image: np.ndarray, detector: FaceDetector | None, whole_if_small:
     return faces or (whole if whole_if_small and max(h, w) <= CROP_SIDE else [])
 
 
+def _located(
+    samples: Generator[Sample, None, None],
+    job: dict[str, Any],
+    idx: int,
+    worker: str,
+    options: JobOptions,
+    detector: FaceDetector | None,
+    size: int,
+    counts: SegmentCounts,
+) -> Iterator[Located]:
+    """The detector stage: find the faces of each sample (in a video, of every ``detect_every``-th one; the
+    others keep its boxes), track them and cut out their crops, preprocessed for a ``size`` px classifier."""
+    images = job["kind"] == "images"
+    tracker = IoUTracker(max_gap=options.max_gap)
+    faces: list[tuple[Box, float | None]] = []
+    with closing(samples):
+        for n, sample in enumerate(samples):
+            with counts.timed("detect"):
+                if images or n % options.detect_every == 0:
+                    faces = find_faces(sample.image, detector, whole_if_small=images)
+                boxes = [box for box, _ in faces]
+                # Videos are tracked; the faces of an image are numbered within it.
+                track_ids = tracker.update(sample.time, boxes) if sample.time is not None else list(range(len(boxes)))
+            with counts.timed("crop"):
+                crops = [crop_face(sample.image, box, MARGIN) if score is not None else sample.image for box, score in faces]
+                located = Located(
+                    [
+                        {
+                            "job_id": job["id"], "segment": idx, "frame_index": sample.frame_index, "t": sample.time,
+                            "track_id": track, "x1": x1, "y1": y1, "x2": x2, "y2": y2, "det_score": score,
+                            "truth": sample.truth, "source_path": sample.source_path, "worker": worker,
+                        }
+                        for ((x1, y1, x2, y2), score), track in zip(faces, track_ids)
+                    ],
+                    preprocess(crops, size),
+                )  # fmt: skip
+            yield located
+
+
 def run_segment(
     job: dict[str, Any],
     idx: int,
@@ -143,33 +248,23 @@ def run_segment(
     worker: str,
     on_frame: Callable[[int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], SegmentCounts]:
-    """Detect, track and classify every sampled frame of one segment; returns its rows and counts."""
+    """Detect, track and classify every sampled frame of one segment; returns its rows and counts.
+
+    Decoding, detection and classification overlap in three threads (see the module docstring).
+    """
     options = JobOptions.from_params(job["params"])
-    model = runtime.classifier(options.model_path, job["model_sha256"], settings.device, options.batch_size)
+    model = runtime.classifier(options.model_path, job["model_sha256"], settings.device, options.batch_size, SESSION_THREADS)
     detector = runtime.detector(options.detector, options.detect_size, options.threshold) if options.detector != "none" else None
-    tracker = IoUTracker(max_gap=options.max_gap)
-    batch = Classifying(model.predict, model.classes, model.input_size, options.batch_size)
     counts = SegmentCounts()
-    faces: list[tuple[Box, float | None]] = []
-    for n, sample in enumerate(prefetch(_samples(job, options, start, end, counts))):
-        counts.frames += 1
-        if job["kind"] == "images" or n % options.detect_every == 0:
-            faces = find_faces(sample.image, detector, whole_if_small=job["kind"] == "images")
-        boxes = [box for box, _ in faces]
-        # Videos are tracked; the faces of an image are numbered within it.
-        track_ids = tracker.update(sample.time, boxes) if sample.time is not None else list(range(len(boxes)))
-        for (box, score), track in zip(faces, track_ids):
-            x1, y1, x2, y2 = box
-            batch.add(
-                crop_face(sample.image, box, MARGIN) if score is not None else sample.image,
-                {
-                    "job_id": job["id"], "segment": idx, "frame_index": sample.frame_index, "t": sample.time,
-                    "track_id": track, "x1": x1, "y1": y1, "x2": x2, "y2": y2, "det_score": score,
-                    "truth": sample.truth, "source_path": sample.source_path, "worker": worker,
-                },
-            )  # fmt: skip
-        if on_frame:
-            on_frame(1)
+    batch = Classifying(model.predict, model.classes, options.batch_size, counts)
+    samples = prefetch(_timed(_samples(job, options, start, end, counts), counts, "decode"), name="fervid-decode")
+    located = _located(samples, job, idx, worker, options, detector, model.input_size, counts)
+    with closing(prefetch(located, name="fervid-detect")) as frames:
+        for frame in frames:
+            counts.frames += 1
+            batch.add(frame)
+            if on_frame:
+                on_frame(1)
     batch.flush()
     counts.faces = len(batch.rows)
     return batch.rows, counts
@@ -199,6 +294,8 @@ def process_segment(
         raise
     for message in counts.messages:
         logger.warning("job %s segment %s: %s", job_id, idx, message)
+    per_frame = ", ".join(f"{stage} {1000 * s / max(counts.frames, 1):.1f}" for stage, s in counts.seconds.items())
+    logger.debug("job %s segment %s: %d frames, %d faces; ms per frame: %s", job_id, idx, counts.frames, counts.faces, per_frame)
     last = write_segment(
         engine, job_id, idx, rows, frames=counts.frames, failed_frames=counts.failed_frames, warnings=counts.warnings, worker=worker
     )

@@ -33,8 +33,12 @@ class Sample:
 
 @dataclass(frozen=True)
 class ImageEntry:
+    """An image file with its ground truth; ``warning`` is set on the first image of a sub-folder whose name is
+    no expression (its images are processed without ground truth, and the job counts one warning)."""
+
     path: Path
     truth: str | None
+    warning: str | None = None
 
 
 def is_video_source(source: str) -> bool:
@@ -42,21 +46,21 @@ def is_video_source(source: str) -> bool:
     return "://" in source or not Path(source).is_dir()
 
 
-def image_entries(root: str | Path, warn: Callable[[str], None] | None = None) -> list[ImageEntry]:
+def image_entries(root: str | Path) -> list[ImageEntry]:
     """Images of a folder, in a stable order: those at the top level (no truth), then each class sub-folder's.
 
     Sub-folders named after an expression (or an alias) give ground truth; others are read without it.
+    Files are chosen by suffix (:data:`~fervid.model.data.IMAGE_SUFFIXES`); other files are ignored.
     """
     root = Path(root)
     entries = [ImageEntry(p, None) for p in list_images(root)]
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        images = list_images(folder)
         try:
-            truth: str | None = canonical(folder.name)
+            entries += [ImageEntry(p, canonical(folder.name)) for p in images]
         except UnknownExpressionError:
-            truth = None
-            if warn:
-                warn(f"{folder}: not an expression name, its images have no ground truth")
-        entries += [ImageEntry(p, truth) for p in list_images(folder)]
+            note = f"{folder}: not an expression name, its {len(images)} images have no ground truth"
+            entries += [ImageEntry(p, None, note if i == 0 else None) for i, p in enumerate(images)]
     return entries
 
 
@@ -86,15 +90,22 @@ def video_samples(
 
 
 def image_samples(
-    root: str, start: float, end: float | None, on_error: Callable[[Exception], None]
+    root: str,
+    start: float,
+    end: float | None,
+    on_error: Callable[[Exception], None],
+    on_warning: Callable[[Exception], None] | None = None,
 ) -> Iterator[Sample]:
+    """The images ``[start, end)`` of :func:`image_entries`; unreadable files go to ``on_error`` and are skipped,
+    an unknown class folder goes to ``on_warning`` once (with its first image)."""
     entries = image_entries(root)
     for index in range(int(start), int(end) if end is not None else len(entries)):
         entry = entries[index]
+        if entry.warning and on_warning:
+            on_warning(UserWarning(entry.warning))
         try:
             image = read_image(entry.path)
         except ImageReadError as exc:
             on_error(exc)
             continue
         yield Sample(index, None, image, str(entry.path), entry.truth)
-

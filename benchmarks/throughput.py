@@ -1,0 +1,863 @@
+"""Throughput of the job pipeline on 720p video, stage by stage, against limits measured in the same run.
+
+    python benchmarks/throughput.py [--quick] [--sample-fps 5] [--detect-every 1] [--device cpu|cuda]
+                                    [--only SECTION ...] [--fer-python PYTHON] [--model CHECKPOINT]
+
+The script makes its own test video: frames of ``../shared/videos/face_clip.mp4`` (a real, changing face) scaled
+×1.4 and moving over a textured 1280×720 canvas, looped for 60 s at 25 fps and encoded with libx264 — or a drawn
+face when ``../shared`` is absent (the output says so) — plus a 10-minute copy (the 60 s stream looped) for the
+memory check; both are cached under ``$TMPDIR/fervid-bench``. It then measures, each figure against a baseline
+from the same run:
+
+* ``decode``: PyAV decode-only frames/s (threaded, and one thread) — the limit every stage is compared with;
+* ``job``: the whole sampled job (decode, detect, track, classify, write to SQLite), cold and warm, against real
+  time and against decode-only; ``stages``: each stage's busy time per frame in the pipeline, and the overlap;
+* ``every-frame``: every frame (``fervid submit --every-frame``) at 720p, frames/s;
+* ``classify``: classifier crops/s in batches with ONNX Runtime (graph optimisation levels, BatchNorm folded or
+  not) and PyTorch eager, as a fraction of a large fp32 matmul's GFLOP/s at the same thread count;
+* ``detect``: detection every k-th frame and at smaller sizes, against every-frame detection at 640 px;
+* ``memory``: peak RSS of the 10-minute job against the 60 s one (separate processes);
+* ``ingest``: timeline rows/s into PostgreSQL (``COPY``) and SQLite (:mod:`ingest`);
+* ``scale-out``: two one-core worker processes on the two halves of the video against one such worker;
+* ``fer``: the ``fer`` package's video analysis at the same sampling, when an interpreter with it is given;
+* ``gpu``: with ``--device cuda``, classification (float16 autocast, channels-last) and end-to-end frames/s.
+
+Results are printed and written to ``benchmarks/results/throughput.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ingest  # noqa: E402 - benchmarks/ is not a package
+
+from fervid.db.jobs import get_job  # noqa: E402
+from fervid.expressions import EXPRESSIONS  # noqa: E402
+from fervid.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from fervid.model.export import INPUT_NAME, OUTPUT_NAME, onnx_bytes  # noqa: E402
+from fervid.model.infer import Classifier  # noqa: E402
+from fervid.model.network import ModelConfig, build_model  # noqa: E402
+from fervid.model.preprocess import PREPROCESSING  # noqa: E402
+from fervid.model.summary import count_flops  # noqa: E402
+from fervid.settings import Settings, get_settings  # noqa: E402
+from fervid.worker import runtime  # noqa: E402
+from fervid.worker.decode import iter_frames, probe  # noqa: E402
+from fervid.worker.jobs import Submission, create, database, submit  # noqa: E402
+from fervid.worker.pipeline import SESSION_THREADS, STAGES, SegmentCounts, process_segment, run_segment  # noqa: E402
+from fervid.worker.track import iou  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CLIP = SHARED / "videos" / "face_clip.mp4"
+TRAINING_CHECKPOINT = ROOT / "runs" / "fer2013-csa" / "best.pt"
+RESULTS = ROOT / "benchmarks" / "results" / "throughput.md"
+CACHE = Path(tempfile.gettempdir()) / "fervid-bench"
+SECTIONS = ("decode", "job", "stages", "every-frame", "classify", "detect", "memory", "ingest", "scale-out", "fer", "gpu")
+
+SIZE = (1280, 720)
+FPS = 25
+CLIP_SCALE = 1.4
+VIDEO_VERSION = 1  # bump when the generated video changes, so cached copies are remade
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long each measurement runs: the full run, or ``--quick``."""
+
+    seconds: int  # the test video
+    long_seconds: int  # the memory check's long video
+    every_frame_seconds: float
+    batch_sizes: tuple[int, ...]
+    detect_every: tuple[int, ...]
+    detect_sizes: tuple[int, ...]
+    ingest_rows: int
+    timing_seconds: float  # per classification measurement
+
+
+FULL = Plan(60, 600, 20.0, (1, 8, 16, 32, 64, 128, 256), (2, 3, 5), (480, 320), 200_000, 1.0)
+QUICK = Plan(20, 120, 4.0, (1, 16, 64), (3,), (320,), 50_000, 0.4)
+
+
+# --- reporting --------------------------------------------------------------------------------------------------
+
+
+class Report:
+    """Prints each section as it is measured and collects the same content as markdown."""
+
+    def __init__(self) -> None:
+        self.console = Console(width=max(Console().width, 150))
+        self.parts: list[str] = []
+
+    def section(self, title: str) -> None:
+        self.console.rule(f"[bold]{title}")
+        self.parts.append(f"## {title}\n")
+
+    def note(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+        self.parts.append(text + "\n")
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        cells = [[_cell(v) for v in row] for row in rows]
+        table = Table()
+        for i, header in enumerate(headers):
+            table.add_column(header, justify="left" if i == 0 else "right")
+        for row in cells:
+            table.add_row(*row)
+        self.console.print(table)
+        lines = ["| " + " | ".join(headers) + " |", "| --- |" + " ---: |" * (len(headers) - 1)]
+        lines += ["| " + " | ".join(row) + " |" for row in cells]
+        self.parts.append("\n".join(lines) + "\n")
+
+    def target(self, what: str, met: bool, detail: str) -> None:
+        self.note(f"**Target — {what}: {'met' if met else 'NOT met'}** ({detail})")
+
+    def markdown(self) -> str:
+        return "\n".join(self.parts)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def rate(fn: Callable[[], object], items: int, seconds: float) -> float:
+    """Items per second of ``fn`` (which handles ``items`` per call): the median over calls repeated for about
+    ``seconds`` after a warm-up call, so that a busy machine's hiccups do not decide the figure."""
+    fn()
+    rates: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(rates) < 3:
+        start = time.perf_counter()
+        fn()
+        rates.append(items / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+# --- hardware ---------------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """The CPU's model name, family/model numbers and widest vector extension, from /proc/cpuinfo."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    vector = next((f for f in ("avx512f", "avx2", "avx") if f in flags), "no AVX")
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')}, {vector})"
+
+
+def hardware(report: Report) -> dict[str, Any]:
+    cores = len(os.sched_getaffinity(0))
+    load = os.getloadavg()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    info = {
+        "cpu": cpu_model(),
+        "cores": cores,
+        "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "PyAV / FFmpeg": f"{av.__version__} / libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))}",
+        "OpenCV": cv2.__version__,
+        "numpy": np.__version__,
+        "load average (1 min) at start": f"{load[0]:.1f}",
+    }
+    report.section("Hardware")
+    report.table(("", "value"), list(info.items()))
+    if load[0] > 0.5 * cores:
+        report.note(
+            f"The machine is busy (load average {load[0]:.1f} on {cores} cores) with other work: absolute figures "
+            "are pessimistic; the ratios compare measurements taken under the same load."
+        )
+    return info
+
+
+# --- test videos ------------------------------------------------------------------------------------------------
+
+
+def drawn_face(count: int = 100) -> list[np.ndarray]:
+    """A cartoon face whose mouth goes from a smile to a frown and whose eyes blink: the stand-in for the clip."""
+    frames = []
+    for i in range(count):
+        image = np.full((470, 400, 3), (70, 95, 125), np.uint8)
+        cv2.ellipse(image, (200, 235), (120, 160), 0, 0, 360, (150, 180, 225), -1)
+        mood = math.sin(2 * math.pi * i / count)  # 1: smile, -1: frown
+        for x in (150, 250):
+            if i % 40 < 3:
+                cv2.line(image, (x - 18, 200), (x + 18, 200), (40, 40, 40), 3)
+            else:
+                cv2.circle(image, (x, 200), 16, (255, 255, 255), -1)
+                cv2.circle(image, (x, 200), 7, (40, 30, 20), -1)
+            tilt = int(10 * mood)
+            cv2.line(image, (x - 22, 165 + tilt), (x + 22, 165 - tilt), (30, 40, 60), 4)
+        cv2.ellipse(image, (200, 320), (50, max(3, int(25 * abs(mood)))), 0, 0 if mood >= 0 else 180, 180 if mood >= 0 else 360, (40, 40, 140), 5)
+        frames.append(image)
+    return frames
+
+
+def face_source() -> tuple[list[np.ndarray], str, str]:
+    """The face frames to move over the canvas, a tag for the cache, and what they are."""
+    if CLIP.is_file():
+        frames = [cv2.resize(f.image, None, fx=CLIP_SCALE, fy=CLIP_SCALE, interpolation=cv2.INTER_LINEAR) for f in iter_frames(CLIP)]
+        height, width = frames[0].shape[:2]
+        info = probe(CLIP)
+        what = (
+            f"frames of ../shared/videos/face_clip.mp4 ({info.width}×{info.height}, {len(frames)} frames) scaled ×{CLIP_SCALE} "
+            f"to {width}×{height}, played forwards and backwards and moving over a textured {SIZE[0]}×{SIZE[1]} canvas"
+        )
+        return frames, "clip", what
+    frames = drawn_face()
+    return frames, "drawn", f"a DRAWN synthetic face (../shared is absent, so face_clip.mp4 could not be used) moving over a {SIZE[0]}×{SIZE[1]} canvas"
+
+
+def _paint(index: int, faces: list[np.ndarray], background: np.ndarray) -> np.ndarray:
+    """Frame ``index``: the face (ping-pong through its frames) on a Lissajous path over the background."""
+    t = index / FPS
+    period = 2 * len(faces) - 2
+    k = index % period
+    face = faces[k if k < len(faces) else period - k]
+    height, width = face.shape[:2]
+    x = round((SIZE[0] - width) / 2 * (1 + math.sin(2 * math.pi * t / 7)))
+    y = round((SIZE[1] - height) / 2 * (1 + math.sin(2 * math.pi * t / 5)))
+    image = background.copy()
+    image[y : y + height, x : x + width] = face
+    return image
+
+
+def make_face_video(path: Path, seconds: int, faces: list[np.ndarray]) -> Path:
+    """Encode ``seconds`` of the moving face at :data:`FPS` with libx264 (veryfast, CRF 23, a keyframe every 2 s)."""
+    rng = np.random.default_rng(0)
+    background = cv2.GaussianBlur(rng.integers(0, 256, (SIZE[1], SIZE[0], 3), dtype=np.uint8), (0, 0), 6)
+    background = cv2.normalize(background, None, 30, 210, cv2.NORM_MINMAX)
+    partial = path.with_suffix(".part.mp4")
+    with av.open(str(partial), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "crf": "23"})
+        stream.width, stream.height = SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.gop_size = 2 * FPS
+        for index in range(seconds * FPS):
+            frame = av.VideoFrame.from_ndarray(_paint(index, faces, background), format="bgr24")
+            frame.pts = index
+            frame.time_base = Fraction(1, FPS)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    partial.rename(path)
+    return path
+
+
+def loop_video(source: Path, path: Path, times: int) -> Path:
+    """``source``'s video stream repeated ``times`` times, remuxed without re-encoding (timestamps shifted)."""
+    partial = path.with_suffix(".part.mp4")
+    seconds = probe(source).duration
+    with av.open(str(partial), "w") as output:
+        stream = None
+        for k in range(times):
+            with av.open(str(source)) as container:
+                video = container.streams.video[0]
+                if stream is None:
+                    stream = output.add_stream_from_template(video)
+                span = round(seconds / video.time_base)
+                for packet in container.demux(video):
+                    if packet.dts is None:
+                        continue
+                    packet.pts += k * span
+                    packet.dts += k * span
+                    packet.stream = stream
+                    output.mux(packet)
+    partial.rename(path)
+    return path
+
+
+def test_videos(cache: Path, plan: Plan) -> tuple[Path, Path, str]:
+    """The test video and its long version (made once, then cached), and what they show."""
+    cache.mkdir(parents=True, exist_ok=True)
+    faces, tag, what = face_source()
+    short = cache / f"face720p-{tag}-{plan.seconds}s-v{VIDEO_VERSION}.mp4"
+    if not short.exists():
+        make_face_video(short, plan.seconds, faces)
+    long = cache / f"face720p-{tag}-{plan.long_seconds}s-v{VIDEO_VERSION}.mp4"
+    if not long.exists():
+        loop_video(short, long, plan.long_seconds // plan.seconds)
+    return short, long, what
+
+
+def model_checkpoint(cache: Path, given: Path | None) -> tuple[Path, str]:
+    """The checkpoint to run and what it is: ``given``; a copy of the one in training; or an untrained one."""
+    if given is not None:
+        return given, str(given)
+    if TRAINING_CHECKPOINT.is_file():
+        copy = cache / "fer2013-csa-best.pt"
+        shutil.copyfile(TRAINING_CHECKPOINT, copy)  # read only: runs/ belongs to the training
+        config = load_checkpoint(copy).config
+        return copy, f"runs/fer2013-csa/best.pt (a checkpoint in training; {config.arch}, width {config.width})"
+    path = cache / "untrained-csa-w0.5.pt"
+    config = ModelConfig(width=0.5, num_classes=7)
+    torch.manual_seed(0)
+    save_checkpoint(path, build_model(config), config, list(EXPRESSIONS[:7]), 48, PREPROCESSING)
+    return path, "an untrained csa_vgg, width 0.5, 7 classes, 48 px (runs/fer2013-csa/best.pt is absent; speed does not depend on the weights)"
+
+
+# --- decode, the job, the stages ---------------------------------------------------------------------------------
+
+
+def decode_only(video: Path, threads: int) -> float:
+    """Frames/s of PyAV decoding every frame (no conversion); ``threads=0``: FFmpeg's choice (frame threads)."""
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        start = time.perf_counter()
+        frames = sum(1 for _ in container.decode(stream))
+        return frames / (time.perf_counter() - start)
+
+
+def run_job(video: Path, settings: Settings, every_frame: bool = False) -> tuple[float, dict[str, Any]]:
+    """Seconds for the whole job (submit → rows in the database → finalised) and the job's record."""
+    engine = database(settings)
+    start = time.perf_counter()
+    job_id = submit(Submission(str(video), every_frame=every_frame), settings)
+    seconds = time.perf_counter() - start
+    return seconds, get_job(engine, job_id)
+
+
+def segment_run(
+    video: Path, settings: Settings, end: float | None = None, every_frame: bool = False
+) -> tuple[float, list[dict[str, Any]], SegmentCounts]:
+    """The pipeline alone (no database write) on ``[0, end)`` of the video: seconds, rows and counts.
+
+    A run on the first second loads the models first, so that the figures are a warm worker's."""
+    engine = database(settings)
+    job = get_job(engine, create(engine, Submission(str(video), every_frame=every_frame), settings))
+    run_segment(job, 0, 0.0, 1.0, settings, "warm-up")
+    start = time.perf_counter()
+    rows, counts = run_segment(job, 0, 0.0, end, settings, "bench")
+    return time.perf_counter() - start, rows, counts
+
+
+def stage_rows(counts: SegmentCounts, wall: float, reference_ms: float) -> list[tuple[object, ...]]:
+    """Each stage's busy ms per frame and its ratio to ``reference_ms``; then their sum and the wall time."""
+    per_frame = {stage: 1000 * counts.seconds[stage] / counts.frames for stage in STAGES}
+    rows: list[tuple[object, ...]] = [(stage, ms, ms / reference_ms) for stage, ms in per_frame.items()]
+    serial = sum(per_frame.values())
+    elapsed = 1000 * wall / counts.frames
+    rows.append(("sum of the stages (one thread doing all)", serial, serial / reference_ms))
+    rows.append(("pipeline wall time (stages overlapped)", elapsed, elapsed / reference_ms))
+    return rows
+
+
+def decode_section(report: Report, video: Path, duration: float) -> float:
+    report.section("Decode limit (PyAV, decode only)")
+    threaded = decode_only(video, 0)
+    single = decode_only(video, 1)
+    report.table(
+        ("decoder", "frames/s", "× real time", "× one thread"),
+        [("FFmpeg frame threads (thread_count=0)", threaded, threaded / FPS, threaded / single), ("one thread", single, single / FPS, 1.0)],
+    )
+    report.note(f"Decoding the whole {duration:.0f} s video alone takes {FPS * duration / threaded:.2f} s: the floor of any sampled job.")
+    return threaded
+
+
+def job_section(report: Report, video: Path, settings: Settings, decode_fps: float, duration: float) -> float:
+    report.section(f"Whole job, sampled at {settings.sample_fps:g} fps")
+    runtime.classifier.cache_clear()
+    runtime.detector.cache_clear()
+    cold, job = run_job(video, settings)
+    warm, job = run_job(video, settings)
+    decode_seconds = FPS * duration / decode_fps
+    report.table(
+        ("job (decode, detect, track, classify, write to SQLite)", "wall s", "× real time", "÷ decode-only time", "frames", "faces"),
+        [
+            ("cold: models loaded and exported in the job", cold, duration / cold, cold / decode_seconds, job["frames_done"], job["faces"]),
+            ("warm: a worker with its models loaded", warm, duration / warm, warm / decode_seconds, job["frames_done"], job["faces"]),
+        ],
+    )
+    report.target("the sampled job ≥ 10× real time (wall ≤ 6 s for 60 s)", duration / warm >= 10, f"warm {duration / warm:.1f}× real time, {warm:.2f} s")
+    return warm
+
+
+def stages_section(report: Report, video: Path, settings: Settings, decode_fps: float) -> tuple[float, list[dict[str, Any]]]:
+    report.section(f"Pipeline stages, sampled at {settings.sample_fps:g} fps")
+    wall, rows, counts = segment_run(video, settings)
+    decode_ms = 1000 * (FPS / settings.sample_fps) / decode_fps
+    report.note(
+        f"{counts.frames} sampled frames, {counts.faces} faces; busy time per sampled frame of each stage "
+        f"(decode: its thread; detect: detection and tracking; crop: crops and preprocessing; classify: batched "
+        f"inference), against decoding alone ({decode_ms:.2f} ms per sampled frame: {FPS / settings.sample_fps:g} frames decoded each)."
+    )
+    report.table(("stage", "ms per frame", "× decode-only"), stage_rows(counts, wall, decode_ms))
+    serial = sum(counts.seconds.values())
+    slowest = max(STAGES, key=counts.seconds.__getitem__)
+    report.note(
+        f"Overlap: the stages' busy times add up to {serial:.2f} s, the pipeline took {wall:.2f} s (×{serial / wall:.2f}); "
+        f"the slowest stage, {slowest}, is busy {counts.seconds[slowest] / wall:.0%} of the wall time."
+    )
+    return wall, rows
+
+
+def every_frame_section(report: Report, video: Path, settings: Settings, decode_fps: float, seconds: float) -> None:
+    report.section("Every frame at 720p")
+    wall, _, counts = segment_run(video, settings, end=seconds, every_frame=True)
+    fps = counts.frames / wall
+    report.table(
+        ("every frame (first %g s)" % seconds, "frames/s", "× real time", "÷ decode-only frames/s"),
+        [("pipeline (no database write)", fps, fps / FPS, fps / decode_fps)],
+    )
+    report.table(("stage", "ms per frame", "× decode-only"), stage_rows(counts, wall, 1000 / decode_fps))
+
+
+# --- classification ---------------------------------------------------------------------------------------------
+
+
+def matmul_gflops(threads: int, seconds: float, n: int = 2048) -> float:
+    """GFLOP/s of an ``n``×``n`` fp32 matmul (PyTorch, ``threads`` threads): the machine's practical peak."""
+    torch.set_num_threads(threads)
+    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    return rate(lambda: torch.mm(a, b, out=c), 2 * n**3, seconds) / 1e9
+
+
+def unfolded_onnx(model: torch.nn.Module, size: int, chans: int) -> bytes:
+    """The network exported without constant folding, so that its BatchNorms stay separate nodes."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (torch.zeros(1, chans, size, size),), buffer, dynamo=False, do_constant_folding=False,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}}, opset_version=17,
+        )  # fmt: skip
+    return buffer.getvalue()
+
+
+def ort_session(model: bytes, threads: int, level: ort.GraphOptimizationLevel) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = level
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def classify_section(report: Report, checkpoint: Path, settings: Settings, plan: Plan) -> None:
+    report.section("Classification throughput (CPU)")
+    ck = load_checkpoint(checkpoint)
+    size, chans = ck.input_size, ck.config.in_chans
+    model = ck.build()
+    flops = count_flops(model, size, chans)
+    cores = len(os.sched_getaffinity(0))
+    rng = np.random.default_rng(0)
+    faces = rng.uniform(-1, 1, (max(plan.batch_sizes + (256,)), chans, size, size)).astype(np.float32)
+    seconds = plan.timing_seconds
+    peaks = {t: matmul_gflops(t, 2 * seconds) for t in sorted({1, cores})}
+    folded = onnx_bytes(ck)
+    unfolded = unfolded_onnx(model, size, chans)
+
+    def bn_nodes(graph: bytes) -> int:
+        return sum(node.op_type == "BatchNormalization" for node in onnx.load_from_string(graph).graph.node)
+
+    rows: list[tuple[object, ...]] = []
+
+    def add(name: str, threads: int, batch: int, crops_per_s: float) -> None:
+        gflops = crops_per_s * flops / 1e9
+        rows.append((name, threads, batch, crops_per_s, gflops, gflops / peaks[threads]))
+
+    all_ = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for threads in sorted({1, cores}):
+        session = ort_session(folded, threads, all_)
+        for batch in plan.batch_sizes if threads == 1 else (16, 64, 256):
+            x = faces[:batch]
+            add("onnxruntime, BN folded, all optimisations", threads, batch, rate(lambda: session.run(None, {INPUT_NAME: x}), batch, seconds))
+    batch = settings.batch_size
+    x = faces[:batch]
+    for graph, name in ((folded, f"BN folded by the exporter ({bn_nodes(folded)} BN nodes)"), (unfolded, f"no constant folding ({bn_nodes(unfolded)} BN nodes)")):
+        for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, all_):
+            session = ort_session(graph, 1, level)
+            add(f"onnxruntime, {name}, {level.name}", 1, batch, rate(lambda: session.run(None, {INPUT_NAME: x}), batch, seconds))
+    for threads in sorted({1, cores}):
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            tensor = torch.from_numpy(x)
+            add("PyTorch eager", threads, batch, rate(lambda: model(tensor), batch, seconds))
+            last = model.to(memory_format=torch.channels_last)
+            tensor_cl = tensor.contiguous(memory_format=torch.channels_last)
+            add("PyTorch eager, channels-last", threads, batch, rate(lambda: last(tensor_cl), batch, seconds))
+            model = model.to(memory_format=torch.contiguous_format)
+    classifier = Classifier(ck, device="cpu", batch_size=settings.batch_size, threads=SESSION_THREADS)
+    x = faces[:256]
+    add(f"the pipeline's Classifier.predict (256 crops in batches of {settings.batch_size})", SESSION_THREADS, settings.batch_size, rate(lambda: classifier.predict(x), len(x), seconds))
+    torch.set_num_threads(cores)
+    report.note(
+        f"Model: {ck.config.arch}, width {ck.config.width}, {size} px, {len(ck.classes)} classes: {flops / 1e6:.1f} MFLOPs per crop "
+        f"(fervid.model.summary.count_flops). Peak: {', '.join(f'{p:.0f} GFLOP/s on {t} thread(s)' for t, p in peaks.items())} "
+        f"(2048×2048 fp32 matmul, PyTorch, same run). Fraction = crops/s × FLOPs per crop ÷ peak at the same thread count."
+    )
+    report.table(("backend", "threads", "batch", "crops/s", "GFLOP/s", "fraction of peak"), rows)
+    best = max(rows, key=lambda r: r[5])
+    pipeline = rows[-1]
+    report.target(
+        "classification ≥ 0.5 of the matmul peak",
+        pipeline[5] >= 0.5,
+        f"the pipeline's classifier {pipeline[5]:.2f}; best configuration {best[5]:.2f} ({best[0]}, {best[1]} thread(s), batch {best[2]})",
+    )
+
+
+# --- detection --------------------------------------------------------------------------------------------------
+
+
+def agreement(reference: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[float, float, float, int]:
+    """How well ``rows`` reproduce ``reference`` frame by frame: mean IoU of each reference face's best match
+    (0 when none), the share matched at IoU ≥ 0.5, label agreement among those, and unmatched extra faces."""
+    by_frame: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_frame[row["frame_index"]].append(row)
+    box = lambda r: (r["x1"], r["y1"], r["x2"], r["y2"])  # noqa: E731
+    ious, same = [], []
+    for ref in reference:
+        best = max(by_frame[ref["frame_index"]], key=lambda r: iou(box(ref), box(r)), default=None)
+        overlap = iou(box(ref), box(best)) if best else 0.0
+        ious.append(overlap)
+        if overlap >= 0.5:
+            same.append(best["label"] == ref["label"])
+    matched = sum(v >= 0.5 for v in ious)
+    return (
+        float(np.mean(ious)) if ious else 1.0,
+        matched / len(reference) if reference else 1.0,
+        float(np.mean(same)) if same else 1.0,
+        len(rows) - matched,
+    )
+
+
+def detect_section(report: Report, video: Path, settings: Settings, plan: Plan, reference: tuple[float, list[dict[str, Any]]]) -> None:
+    report.section("Detection: every k-th frame, smaller frames")
+    ref_wall, ref_rows = reference
+    variants = [(f"detect_every={k}", settings.replace(detect_every=k)) for k in plan.detect_every]
+    variants += [(f"detect_size={s}", settings.replace(detect_size=s)) for s in plan.detect_sizes]
+    rows: list[tuple[object, ...]] = [(f"detect_every={settings.detect_every}, detect_size={settings.detect_size} (reference)", ref_wall, 1.0, 1.0, 1.0, 1.0, 0)]
+    for name, variant in variants:
+        wall, found, _ = segment_run(video, variant)
+        rows.append((name, wall, ref_wall / wall, *agreement(ref_rows, found)))
+    report.note(
+        f"CenterFace finds faces on a copy of the frame downscaled so its longer side is settings.detect_size "
+        f"(FERVID_DETECT_SIZE, default 640; boxes are mapped back to the full frame, where the crops are cut). With "
+        f"detect_every=k the detector runs on every k-th sampled frame and the frames between keep its boxes "
+        f"(tracked, cropped and classified anew). Each variant ran the pipeline on the same {len(ref_rows)} reference faces."
+    )
+    report.table(("variant", "wall s", "speed-up", "mean IoU", "faces matched (IoU ≥ 0.5)", "same label", "extra faces"), rows)
+
+
+# --- memory -----------------------------------------------------------------------------------------------------
+
+
+def _job_in_child(video: str, settings: Settings) -> tuple[float, int, int]:
+    """In a fresh process: run the job; its wall seconds, peak RSS in KiB and frames."""
+    seconds, job = run_job(Path(video), settings)
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, job["frames_done"]
+
+
+def in_child(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh (spawned) Python process."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def memory_section(report: Report, short: Path, long: Path, settings: Settings, work: Path) -> None:
+    report.section("Memory: peak RSS, long video against short")
+    rows = []
+    for name, video in (("short", short), ("long", long)):
+        data_dir = work / f"memory-{name}"
+        child = settings.replace(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'fervid.db'}")
+        seconds, rss, frames = in_child(_job_in_child, str(video), child)
+        rows.append([f"{probe(video).duration:.0f} s video", seconds, frames, rss / 1024])
+    for row in rows:
+        row.append(row[3] / rows[0][3])
+    report.note("Each job ran alone in a new process (imports, models, SQLite); peak RSS from resource.getrusage(RUSAGE_SELF).ru_maxrss.")
+    report.table(("job", "wall s", "frames", "peak RSS MiB", "× short"), rows)
+    report.target("peak RSS of the long job within 10% of the short one", rows[1][4] <= 1.10, f"×{rows[1][4]:.3f}")
+
+
+# --- database ingest --------------------------------------------------------------------------------------------
+
+
+def ingest_section(report: Report, rows: int, postgres: str) -> None:
+    report.section("Database ingest (timeline rows)")
+    results, skipped = ingest.measure_all(rows, postgres)
+    report.table(
+        ("database", "rows", "write_segment rows/s", "target rows/s", "× target", "baseline", "baseline rows/s", "× baseline"),
+        [
+            (r.database, r.rows, r.write_segment, ingest.TARGETS[r.database], r.write_segment / ingest.TARGETS[r.database], r.baseline_name, r.baseline, r.write_segment / r.baseline)
+            for r in results
+        ],
+    )
+    for r in results:
+        report.target(f"{r.database} ingest ≥ {ingest.TARGETS[r.database]:,} rows/s", r.write_segment >= ingest.TARGETS[r.database], f"{r.write_segment:,.0f} rows/s")
+    if skipped:
+        report.note(skipped)
+
+
+# --- scale-out --------------------------------------------------------------------------------------------------
+
+
+def _worker(settings: Settings, job_id: int, idxs: list[int], cpu: int, ready: Any, go: Any, done: Any) -> None:
+    """A worker process pinned to one core: warms up on the video's first second, then runs its segments."""
+    os.sched_setaffinity(0, {cpu})
+    torch.set_num_threads(1)
+    engine = database(settings)
+    job = get_job(engine, job_id)
+    run_segment(job, 0, 0.0, 1.0, settings, "warm-up")  # loads the models; writes nothing
+    ready.put(cpu)
+    go.wait()
+    start = time.time()
+    for idx in idxs:
+        process_segment(engine, job_id, idx, settings)
+    done.put((start, time.time()))
+
+
+def workers(settings: Settings, video: Path, assignment: list[list[int]]) -> float:
+    """Wall seconds for one job whose segments are split among worker processes (``assignment[i]``: the
+    segments of the worker on core ``i``), from the moment all are ready to the last one done."""
+    engine = database(settings)
+    job_id = create(engine, Submission(str(video)), settings)
+    ctx = multiprocessing.get_context("spawn")
+    ready, done, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    processes = [ctx.Process(target=_worker, args=(settings, job_id, idxs, cpu, ready, go, done)) for cpu, idxs in enumerate(assignment)]
+    for p in processes:
+        p.start()
+    for _ in processes:
+        ready.get(timeout=300)
+    go.set()
+    spans = [done.get(timeout=900) for _ in processes]
+    for p in processes:
+        p.join()
+    status = get_job(engine, job_id)["status"]
+    if status != "done":
+        raise RuntimeError(f"scale-out job {job_id} ended {status}")
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def scale_out_section(report: Report, video: Path, settings: Settings, postgres: str, duration: float, work: Path) -> None:
+    report.section("Scale-out: two one-core workers against one")
+    if len(os.sched_getaffinity(0)) < 2:
+        report.note("Skipped: fewer than two cores.")
+        return
+    split = settings.replace(segment_seconds=duration / 2)
+    try:
+        with ingest.throwaway_postgres(postgres) as url:
+            where = "PostgreSQL (throwaway database)"
+            one = workers(split.replace(database_url=url), video, [[0, 1]])
+            two = workers(split.replace(database_url=url), video, [[0], [1]])
+    except OperationalError:
+        where = "SQLite (PostgreSQL unreachable)"
+        url = f"sqlite:///{work / 'scale-out.db'}"
+        one = workers(split.replace(database_url=url), video, [[0, 1]])
+        two = workers(split.replace(database_url=url), video, [[0], [1]])
+    report.note(
+        f"One job, two {duration / 2:g} s segments, written to {where}. Each worker is a process pinned to one core "
+        "(os.sched_setaffinity), its models loaded before the clock starts, running process_segment."
+    )
+    report.table(("workers", "wall s", "× one worker"), [("one worker, both segments", one, 1.0), ("two workers, one segment each", two, two / one)])
+    report.target("two workers ≤ 0.6× one worker's wall time", two / one <= 0.6, f"×{two / one:.2f}")
+
+
+# --- the fer package --------------------------------------------------------------------------------------------
+
+FER_REQUIREMENTS = (
+    "fer 25.10.3 imports TensorFlow (its Keras/TFLite model), pkg_resources (setuptools < 70), OpenCV's "
+    "VideoCapture (opencv-contrib-python, which would replace this environment's opencv-python), pandas, tqdm and "
+    "requests; it cannot share fervid's environment, so run it from its own, e.g. "
+    "`python -m venv /tmp/fer-venv && /tmp/fer-venv/bin/pip install --no-deps fer==25.10.3 && /tmp/fer-venv/bin/pip "
+    "install tensorflow-cpu 'setuptools<70' opencv-contrib-python pandas tqdm requests Pillow matplotlib 'moviepy<2'`, "
+    "then pass `--fer-python /tmp/fer-venv/bin/python`"
+)
+FER_SCRIPT = """
+import json, sys, time
+start = time.perf_counter()
+from fer.fer import FER
+from fer.classes import Video
+detector = FER()
+loaded = time.perf_counter()
+rows = Video(sys.argv[1], outdir=sys.argv[3]).analyze(
+    detector, display=False, frequency=int(sys.argv[2]), save_frames=False, save_video=False,
+    annotate_frames=False, zip_images=False)
+done = time.perf_counter()
+faces = sum(1 for row in rows for key in row if key.startswith("box"))
+print(json.dumps({"load": loaded - start, "analyze": done - loaded, "frames_with_faces": len(rows), "faces": faces}))
+"""
+
+
+def fer_section(report: Report, python: str, video: Path, settings: Settings, duration: float, fervid_warm: float | None, work: Path) -> None:
+    report.section("Peer: the fer package's video analysis")
+    check = subprocess.run([python, "-c", "import fer, fer.fer, fer.classes; print(fer.__version__)"], capture_output=True, text=True, timeout=300)
+    if check.returncode != 0:
+        lines = [line for line in check.stderr.strip().splitlines() if line.strip()]
+        report.note(f"fer cannot run with {python}: {lines[-1] if lines else 'exit status ' + str(check.returncode)}. {FER_REQUIREMENTS}.")
+        return
+    every = round(FPS / settings.sample_fps)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([python, "-c", FER_SCRIPT, str(video), str(every), str(work / "fer-out")], capture_output=True, text=True, timeout=900, env=env)
+    if done.returncode != 0:
+        report.note(f"fer {check.stdout.strip()} failed on the video: {done.stderr.strip().splitlines()[-1]}")
+        return
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    rows: list[tuple[object, ...]] = [
+        (f"fer {check.stdout.strip()} Video.analyze(frequency={every}), FER() defaults", result["analyze"], duration / result["analyze"], result["frames_with_faces"], result["faces"], 1.0)
+    ]
+    if fervid_warm is not None:
+        rows.append(("fervid warm job (same sampling, rows written to SQLite)", fervid_warm, duration / fervid_warm, "", "", result["analyze"] / fervid_warm))
+    report.note(
+        f"fer ran with {python} (its own environment), on the same video, analysing every {every}th frame "
+        f"({settings.sample_fps:g} fps) with its defaults: Haar face detection on the full frame, its TFLite "
+        f"classifier, OpenCV decoding with a seek to each analysed frame. Loading took {result['load']:.1f} s (not counted)."
+    )
+    report.table(("analysis", "wall s", "× real time", "frames with faces", "faces", "× faster than fer"), rows)
+
+
+# --- GPU --------------------------------------------------------------------------------------------------------
+
+
+def gpu_section(report: Report, requested: bool, checkpoint: Path, video: Path, settings: Settings, plan: Plan) -> None:
+    report.section("GPU")
+    if not torch.cuda.is_available():
+        report.note("no GPU here (torch.cuda.is_available() is False): the `--device cuda` measurements were not run.")
+        return
+    if not requested:
+        report.note(f"GPU present ({torch.cuda.get_device_name()}); run with `--device cuda` to measure it.")
+        return
+    ck = load_checkpoint(checkpoint)
+    flops = count_flops(ck.build(), ck.input_size, ck.config.in_chans)
+    n = 8192
+    a = torch.randn(n, n, device="cuda", dtype=torch.float16)
+
+    def matmul() -> None:
+        a @ a
+        torch.cuda.synchronize()
+
+    peak = rate(matmul, 2 * n**3, 2 * plan.timing_seconds) / 1e9
+    faces = np.random.default_rng(0).uniform(-1, 1, (4096, ck.config.in_chans, ck.input_size, ck.input_size)).astype(np.float32)
+    rows: list[tuple[object, ...]] = []
+    for batch in (64, 256, 1024):
+        classifier = Classifier(ck, backend="torch", device="cuda", batch_size=batch)
+        crops = rate(lambda: classifier.predict(faces), len(faces), plan.timing_seconds)
+        rows.append((f"Classifier (PyTorch, float16 autocast, channels-last), batch {batch}", crops, crops * flops / 1e9 / peak))
+    report.note(f"{torch.cuda.get_device_name()}: {peak:,.0f} GFLOP/s in an {n}×{n} float16 matmul (same run).")
+    report.table(("classification", "crops/s (host arrays in and out)", "fraction of fp16 matmul peak"), rows)
+    cuda = settings.replace(device="cuda")
+    sampled, _, counts = segment_run(video, cuda)
+    every, _, every_counts = segment_run(video, cuda, end=plan.every_frame_seconds, every_frame=True)
+    report.table(
+        ("end to end on the GPU", "frames/s", "× real time"),
+        [
+            (f"sampled at {settings.sample_fps:g} fps", counts.frames / sampled, probe(video).duration / sampled),
+            ("every frame", every_counts.frames / every, every_counts.frames / every / FPS),
+        ],
+    )
+
+
+# --- main -------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a 20 s video, a 2-minute long one, fewer variants")
+    parser.add_argument("--sample-fps", type=float, default=None, help="sampling rate of the job (default: settings, 5)")
+    parser.add_argument("--detect-every", type=int, default=None, help="detect on every k-th sampled frame (default: settings, 1)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: also measure the GPU")
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections (repeatable)")
+    parser.add_argument("--model", type=Path, help="checkpoint (default: runs/fer2013-csa/best.pt, else an untrained one)")
+    parser.add_argument("--fer-python", default=os.environ.get("FERVID_FER_PYTHON", sys.executable), help="a Python with fer installed")
+    parser.add_argument("--postgres", default=ingest.POSTGRES_URL, help="PostgreSQL maintenance database URL")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where generated videos are kept")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    sections = set(args.only or SECTIONS)
+    started = time.perf_counter()
+
+    report = Report()
+    command = shlex.join(["python", "benchmarks/throughput.py", *(argv if argv is not None else sys.argv[1:])])
+    report.parts.append(f"# Pipeline throughput\n\n`{command}` — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+    info = hardware(report)
+    short, long, what = test_videos(args.cache, plan)
+    checkpoint, model_what = model_checkpoint(args.cache, args.model)
+    duration = probe(short).duration
+    with tempfile.TemporaryDirectory(prefix="fervid-bench-") as tmp:
+        work = Path(tmp)
+        settings = get_settings(
+            data_dir=work, database_url=f"sqlite:///{work / 'fervid.db'}", model=str(checkpoint), device="cpu",
+            sample_fps=args.sample_fps, detect_every=args.detect_every,
+        )  # fmt: skip
+        bitrate = short.stat().st_size * 8 / duration / 1e6
+        report.section("Test input")
+        report.note(
+            f"{short.name}: {duration:.0f} s, {SIZE[0]}×{SIZE[1]} H.264 (libx264 veryfast, CRF 23, keyframe every 2 s), "
+            f"{FPS} fps, {bitrate:.1f} Mbit/s: {what}. Long version for the memory check: {probe(long).duration:.0f} s "
+            f"(the same stream looped). Cached in {args.cache}. Model: {model_what}. Settings: sample_fps "
+            f"{settings.sample_fps:g}, detector {settings.detector} at detect_size {settings.detect_size}, detect_every "
+            f"{settings.detect_every}, batch_size {settings.batch_size}; ONNX Runtime sessions in the pipeline use "
+            f"{SESSION_THREADS} intra-op thread(s) each."
+        )
+        decode_fps = decode_section(report, short, duration)
+        warm = job_section(report, short, settings, decode_fps, duration) if "job" in sections else None
+        reference = stages_section(report, short, settings, decode_fps) if sections & {"stages", "detect"} else None
+        if "every-frame" in sections:
+            every_frame_section(report, short, settings, decode_fps, plan.every_frame_seconds)
+        if "classify" in sections:
+            classify_section(report, checkpoint, settings, plan)
+        if "detect" in sections and reference is not None:
+            detect_section(report, short, settings, plan, reference)
+        if "memory" in sections:
+            memory_section(report, short, long, settings, work)
+        if "ingest" in sections:
+            ingest_section(report, plan.ingest_rows, args.postgres)
+        if "scale-out" in sections:
+            scale_out_section(report, short, settings, args.postgres, duration, work)
+        if "fer" in sections:
+            fer_section(report, args.fer_python, short, settings, duration, warm, work)
+        if "gpu" in sections:
+            gpu_section(report, args.device == "cuda", checkpoint, short, settings, plan)
+    load = os.getloadavg()[0]
+    report.note(f"\nRun took {time.perf_counter() - started:.0f} s; load average (1 min) at the end {load:.1f} on {info['cores']} cores.")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report.markdown(), encoding="utf-8")
+    report.console.print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""Distributed mode end to end: real ``fervid worker --cpu`` processes on Redis and PostgreSQL.
+
+Every job is compared with the embedded run of the same video and settings (SQLite, in this process). The detector
+is ``none`` (the whole frame is the face), so every sampled frame has exactly one row.
+
+Re-delivery after a whole worker is SIGKILLed waits for the Redis transport's visibility timeout, twice the segment
+timeout: the tests set ``segment_timeout`` to 6 s, so that takes about 12 s. The tests that restart PostgreSQL or
+Redis disturb everything else using them; they run only with ``FERVID_TEST_RESTART_SERVICES=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from sqlalchemy import Engine, text
+
+from fervid.db.jobs import begin_segment, get_job, get_segment, get_segments
+from fervid.settings import Settings, get_settings
+from fervid.worker.celery_app import make_app
+from fervid.worker.jobs import Submission, database, retry, submit
+from fervid.worker.launcher import settings_env
+from fervid.worker.tasks import recover
+from videos import make_video
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+BROKER = "redis://127.0.0.1:6379/9"
+FERVID = Path(sys.executable).with_name("fervid")
+FPS, SAMPLE_FPS, SEGMENT_SECONDS = 10, 5.0, 2.0
+SHORT, LONG = 8, 40  # video lengths (s): 4 segments; 20 for the service restarts
+TIMEOUT = 120.0  # seconds any wait in these tests may take
+restarts_services = pytest.mark.skipif(
+    os.environ.get("FERVID_TEST_RESTART_SERVICES") != "1",
+    reason="restarts the machine's PostgreSQL/Redis: set FERVID_TEST_RESTART_SERVICES=1",
+)
+
+
+def _settings(**values: Any) -> Settings:
+    common = dict(detector="none", sample_fps=SAMPLE_FPS, segment_seconds=SEGMENT_SECONDS, segment_timeout=6.0)
+    return get_settings(**common, **values)
+
+
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    """Redis database 9, flushed before and after the test."""
+    client = redis.Redis.from_url(BROKER, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"Redis unreachable at {BROKER}: {exc}")
+    yield BROKER
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError:
+        pass
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pg_url: str, broker_url: str, tiny_checkpoint: Path) -> Settings:
+    return _settings(data_dir=tmp_path, database_url=pg_url, broker_url=broker_url, model=str(tiny_checkpoint))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """``videos(seconds)``: a test video of that length, made once per module."""
+    folder, made = tmp_path_factory.mktemp("videos"), {}
+
+    def video(seconds: int) -> Path:
+        if seconds not in made:
+            made[seconds] = make_video(folder / f"{seconds}s.mp4", seconds=seconds, fps=FPS)
+        return made[seconds]
+
+    return video
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory, videos: Callable[[int], Path], tiny_checkpoint: Path):
+    """``embedded(seconds)``: :func:`results` of the embedded run on that video (once per module)."""
+    done: dict[int, dict[str, Any]] = {}
+
+    def run(seconds: int) -> dict[str, Any]:
+        if seconds not in done:
+            folder = tmp_path_factory.mktemp("embedded")
+            settings = _settings(data_dir=folder, database_url=f"sqlite:///{folder / 'fervid.db'}", model=str(tiny_checkpoint))
+            job_id = submit(Submission(str(videos(seconds))), settings)
+            done[seconds] = results(database(settings), job_id)
+        return done[seconds]
+
+    return run
+
+
+def results(engine: Engine, job_id: int) -> dict[str, Any]:
+    """A job's rows (frame, time, label) and statistics; checks that no frame has two rows."""
+    with engine.connect() as conn:
+        rows, frames = conn.execute(
+            text("SELECT count(*), count(DISTINCT frame_index) FROM detections WHERE job_id = :j"), {"j": job_id}
+        ).one()
+        assert rows == frames, f"job {job_id}: {rows} rows for {frames} frames"
+        detections = conn.execute(
+            text("SELECT frame_index, t, label, confidence FROM detections WHERE job_id = :j ORDER BY frame_index"),
+            {"j": job_id},
+        ).mappings().all()
+        stats = conn.execute(
+            text("SELECT label, faces, share, mean_probability, mean_confidence FROM job_stats WHERE job_id = :j ORDER BY label"),
+            {"j": job_id},
+        ).mappings().all()
+    return {
+        "frames": [r["frame_index"] for r in detections],
+        "t": np.array([r["t"] for r in detections]),
+        "labels": [r["label"] for r in detections],
+        "confidence": np.array([r["confidence"] for r in detections]),
+        "stats": [(s["label"], s["faces"]) for s in stats],
+        "stat_values": np.array([[s["share"], s["mean_probability"], s["mean_confidence"]] for s in stats], dtype=float),
+    }
+
+
+def assert_same_as_embedded(got: dict[str, Any], expected: dict[str, Any], seconds: int) -> None:
+    assert len(got["frames"]) == seconds * SAMPLE_FPS
+    assert got["frames"] == expected["frames"] and got["labels"] == expected["labels"]
+    # Continuous timestamps across segment borders: one sample every 1 / SAMPLE_FPS s, none missing or repeated.
+    np.testing.assert_allclose(np.diff(got["t"]), 1 / SAMPLE_FPS, atol=1e-6)
+    np.testing.assert_allclose(got["t"], expected["t"], atol=1e-6)
+    np.testing.assert_allclose(got["confidence"], expected["confidence"], rtol=1e-5)
+    assert got["stats"] == expected["stats"]
+    np.testing.assert_allclose(got["stat_values"], expected["stat_values"], rtol=1e-5)
+
+
+class Workers:
+    """``fervid worker --cpu`` processes; :meth:`stop_all` leaves none behind."""
+
+    def __init__(self, settings: Settings, logs: Path) -> None:
+        self.settings, self.logs = settings, logs
+        self.launchers: list[subprocess.Popen[bytes]] = []
+        self.groups: set[int] = set()  # process groups: each launcher's and each Celery worker's
+
+    def start(self, count: int) -> None:
+        env = {**os.environ, **settings_env(self.settings), "OMP_NUM_THREADS": "1"}
+        for _ in range(count):
+            with open(self.logs / f"worker{len(self.launchers)}.log", "wb") as log:
+                launcher = subprocess.Popen([str(FERVID), "worker", "--cpu"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)  # fmt: skip
+            self.launchers.append(launcher)
+            self.groups.add(launcher.pid)
+        self.wait_ready(count)
+
+    def wait_ready(self, count: int) -> None:
+        """Wait until ``count`` Celery workers answer a ping; note their process groups."""
+        app = make_app(self.settings)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            with app.connection_for_write() as connection:  # a fresh one: the broker may have restarted
+                if len(app.control.ping(timeout=1.0, connection=connection)) >= count:
+                    break
+            assert time.monotonic() < deadline, f"fewer than {count} workers came up\n{self.log_tail()}"
+        for launcher in self.launchers:
+            self.groups.update(_children(launcher.pid))
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {p.name}\n" + p.read_text()[-3000:] for p in sorted(self.logs.glob("worker*.log")))
+
+    def stop_all(self) -> list[int | None]:
+        """Stop every worker (SIGTERM to the launchers, then SIGKILL to what is left); the launchers' exit codes."""
+        for launcher in self.launchers:
+            if launcher.poll() is None:
+                launcher.terminate()  # forwarded: warm shutdown
+        for launcher in self.launchers:
+            try:
+                launcher.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        for group in self.groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for launcher in self.launchers:
+            launcher.wait(timeout=10)
+        return [launcher.returncode for launcher in self.launchers]
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    if not FERVID.exists():
+        pytest.skip(f"no fervid console script at {FERVID}")
+    pool = Workers(settings, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def wait_for(condition: Callable[[], Any], what: str, workers: Workers, poll: float = 0.2) -> Any:
+    deadline = time.monotonic() + TIMEOUT
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{workers.log_tail()}"
+        time.sleep(poll)
+    return value
+
+
+def wait_finished(engine: Engine, job_id: int, workers: Workers) -> dict[str, Any]:
+    return wait_for(lambda: (job := get_job(engine, job_id))["status"] in ("done", "failed", "cancelled") and job,
+                    f"job {job_id} to finish", workers)  # fmt: skip
+
+
+def running_segment(engine: Engine, job_id: int) -> dict[str, Any] | None:
+    return next((s for s in get_segments(engine, job_id) if s["status"] == "running"), None)
+
+
+def test_two_workers_process_a_job_like_the_embedded_run(settings, workers, videos, embedded) -> None:
+    workers.start(2)
+    job_id = submit(Submission(str(videos(SHORT))), settings)
+    engine = database(settings)
+    job = wait_finished(engine, job_id, workers)
+    assert job["status"] == "done", job["error"]
+    assert_same_as_embedded(results(engine, job_id), embedded(SHORT), SHORT)
+    segments = get_segments(engine, job_id)
+    assert len(segments) == SHORT / SEGMENT_SECONDS and {s["status"] for s in segments} == {"done"}
+    assert len({s["worker"].split(":")[1] for s in segments}) == 2, "both workers took segments"
+    assert workers.stop_all() == [0, 0], "SIGTERM to `fervid worker` shuts its worker down warm"
+
+
+def test_lost_messages_are_found_and_sent_again(settings, workers, videos, embedded) -> None:
+    job_id = submit(Submission(str(videos(SHORT))), settings)  # no worker yet: the messages wait in the queue
+    engine = database(settings)
+    assert recover(settings) == {}
+    redis.Redis.from_url(settings.broker_url).delete(settings.queue)  # the broker lost them
+    begin_segment(engine, job_id, 1, "gone:1")  # and a worker died running segment 1
+    assert recover(settings) == {job_id: [0, 1, 2, 3]}
+    assert recover(settings) == {}
+    workers.start(1)
+    job = wait_finished(engine, job_id, workers)
+    assert job["status"] == "done", job["error"]
+    assert_same_as_embedded(results(engine, job_id), embedded(SHORT), SHORT)
+
+
+def test_bad_input_fails_the_job_at_once_and_retry_completes_it(settings, workers, videos, embedded, tmp_path) -> None:
+    video = tmp_path / "gone.mp4"
+    video.write_bytes(videos(SHORT).read_bytes())
+    job_id = submit(Submission(str(video)), settings)
+    video.unlink()  # every segment now fails to decode: bad input, not retried
+    workers.start(1)
+    engine = database(settings)
+    job = wait_finished(engine, job_id, workers)
+    assert job["status"] == "failed" and job["error"].startswith("segment ") and "gone.mp4" in job["error"]
+    wait_for(lambda: all(s["status"] == "failed" for s in get_segments(engine, job_id)), "every segment failed", workers)
+    assert {s["attempts"] for s in get_segments(engine, job_id)} == {1}
+    video.write_bytes(videos(SHORT).read_bytes())
+    retry(settings, job_id)
+    job = wait_finished(engine, job_id, workers)
+    assert job["status"] == "done", job["error"]
+    assert_same_as_embedded(results(engine, job_id), embedded(SHORT), SHORT)
+
+
+@pytest.mark.parametrize("victim", ["pool process", "whole worker"])
+def test_a_killed_worker_s_segment_is_delivered_again(settings, workers, videos, embedded, victim: str) -> None:
+    """A dead pool process is noticed by its worker, which sends the segment round again at once; a dead worker
+    leaves its message unacknowledged, and the other worker restores it after the visibility timeout."""
+    workers.start(2)
+    job_id = submit(Submission(str(videos(SHORT))), settings)
+    engine = database(settings)
+    while True:
+        segment = wait_for(lambda: running_segment(engine, job_id), "a running segment", workers, poll=0.02)
+        pid = int(segment["worker"].split(":")[1])  # the pool process
+        group = os.getpgid(pid)  # its Celery worker's
+        os.killpg(group, signal.SIGSTOP)  # frozen: the segment cannot finish while we look
+        now = get_segment(engine, job_id, segment["idx"])
+        killed = now["status"] == "running" and now["worker"] == segment["worker"]
+        if killed and victim == "pool process":
+            os.kill(pid, signal.SIGKILL)
+        elif killed:
+            os.killpg(group, signal.SIGKILL)
+        os.killpg(group, signal.SIGCONT)
+        if killed:
+            break
+    job = wait_finished(engine, job_id, workers)
+    assert job["status"] == "done", job["error"]
+    assert_same_as_embedded(results(engine, job_id), embedded(SHORT), SHORT)
+    again = get_segment(engine, job_id, segment["idx"])
+    assert again["attempts"] >= 2 and again["worker"] != segment["worker"]
+
+
+@restarts_services
+def test_a_postgres_restart_mid_job_ends_done_or_retryable(settings, workers, videos, embedded) -> None:
+    workers.start(2)
+    job_id = submit(Submission(str(videos(LONG))), settings)
+    engine = database(settings)
+    wait_for(lambda: running_segment(engine, job_id), "a running segment", workers, poll=0.02)
+    cluster = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"], check=True, timeout=60)
+    job = wait_finished(engine, job_id, workers)
+    if job["status"] == "failed":
+        assert job["error"].startswith("segment "), job["error"]
+        retry(settings, job_id)
+        job = wait_finished(engine, job_id, workers)
+    assert job["status"] == "done", job["error"]
+    assert_same_as_embedded(results(engine, job_id), embedded(LONG), LONG)
+
+
+@restarts_services
+def test_a_redis_restart_loses_messages_that_recover_sends_again(settings, workers, videos, embedded) -> None:
+    workers.start(2)
+    job_id = submit(Submission(str(videos(LONG))), settings)
+    engine = database(settings)
+    wait_for(lambda: get_job(engine, job_id)["segments_done"] > 0, "a finished segment", workers, poll=0.02)
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], timeout=30)
+    subprocess.run(
+        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
+         "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"],
+        check=True, timeout=30,
+    )  # fmt: skip
+    workers.wait_ready(2)  # reconnected, so that recover sees what they are running
+    job = get_job(engine, job_id)
+    assert job["status"] == "running" and job["segments_done"] < job["segments_total"], "the job ended before the restart"
+    assert recover(settings).get(job_id), "the lost segments were found"
+    job = wait_finished(engine, job_id, workers)
+    assert job["status"] == "done", job["error"]
+    assert_same_as_embedded(results(engine, job_id), embedded(LONG), LONG)
+    assert recover(settings) == {}
