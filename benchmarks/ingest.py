@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +137,12 @@ def measure_all(count: int, postgres_url: str = POSTGRES_URL) -> tuple[list[Inge
     with tempfile.TemporaryDirectory(prefix="fervid-ingest-") as tmp:
         results.append(measure(f"sqlite:///{Path(tmp) / 'ingest.db'}", count))
         dispose_engines()
-    try:
-        with throwaway_postgres(postgres_url) as url:
-            results.append(measure(url, count))
-    except OperationalError as exc:
-        return results, f"PostgreSQL unreachable at {postgres_url}: {str(exc.orig).strip()}"
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_postgres(postgres_url))
+        except OperationalError as exc:
+            return results, f"PostgreSQL unreachable at {postgres_url}: {str(exc.orig).strip()}"
+        results.append(measure(url, count))
     return results, None
 
 

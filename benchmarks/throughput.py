@@ -46,6 +46,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from fractions import Fraction
@@ -67,9 +68,9 @@ import ingest  # noqa: E402 - benchmarks/ is not a package
 
 from fervid.db.jobs import get_job  # noqa: E402
 from fervid.expressions import EXPRESSIONS  # noqa: E402
-from fervid.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from fervid.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
 from fervid.model.export import INPUT_NAME, OUTPUT_NAME, onnx_bytes  # noqa: E402
-from fervid.model.infer import Classifier  # noqa: E402
+from fervid.model.infer import CPU_BATCH, Classifier  # noqa: E402
 from fervid.model.network import ModelConfig, build_model  # noqa: E402
 from fervid.model.preprocess import PREPROCESSING  # noqa: E402
 from fervid.model.summary import count_flops  # noqa: E402
@@ -158,16 +159,16 @@ def _cell(value: object) -> str:
 
 
 def rate(fn: Callable[[], object], items: int, seconds: float) -> float:
-    """Items per second of ``fn`` (which handles ``items`` per call): the median over calls repeated for about
-    ``seconds`` after a warm-up call, so that a busy machine's hiccups do not decide the figure."""
+    """Items per second of ``fn`` (which handles ``items`` per call), called for about ``seconds`` after a warm-up
+    call. Total throughput, not the best call: every measurement bears the same share of a busy machine's load."""
     fn()
-    rates: list[float] = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(rates) < 3:
-        start = time.perf_counter()
+    calls, start = 0, time.perf_counter()
+    while True:
         fn()
-        rates.append(items / (time.perf_counter() - start))
-    return statistics.median(rates)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and calls >= 3:
+            return calls * items / elapsed
 
 
 # --- hardware ---------------------------------------------------------------------------------------------------
@@ -324,19 +325,23 @@ def test_videos(cache: Path, plan: Plan) -> tuple[Path, Path, str]:
 
 
 def model_checkpoint(cache: Path, given: Path | None) -> tuple[Path, str]:
-    """The checkpoint to run and what it is: ``given``; a copy of the one in training; or an untrained one."""
+    """The checkpoint to run and what it is: ``given``; a copy of the one in training, when it fits the current
+    architecture; else an untrained network of the same configuration (speed does not depend on the weights)."""
     if given is not None:
         return given, str(given)
+    config, why = ModelConfig(width=0.5, num_classes=7), "runs/fer2013-csa/best.pt is absent"
     if TRAINING_CHECKPOINT.is_file():
         copy = cache / "fer2013-csa-best.pt"
         shutil.copyfile(TRAINING_CHECKPOINT, copy)  # read only: runs/ belongs to the training
-        config = load_checkpoint(copy).config
-        return copy, f"runs/fer2013-csa/best.pt (a checkpoint in training; {config.arch}, width {config.width})"
-    path = cache / "untrained-csa-w0.5.pt"
-    config = ModelConfig(width=0.5, num_classes=7)
+        try:
+            config = load_checkpoint(copy).config
+            return copy, f"runs/fer2013-csa/best.pt (a checkpoint in training; {config.arch}, width {config.width})"
+        except CheckpointError:
+            why = "runs/fer2013-csa/best.pt does not load into the current code's architecture"
+    path = cache / "untrained.pt"
     torch.manual_seed(0)
     save_checkpoint(path, build_model(config), config, list(EXPRESSIONS[:7]), 48, PREPROCESSING)
-    return path, "an untrained csa_vgg, width 0.5, 7 classes, 48 px (runs/fer2013-csa/best.pt is absent; speed does not depend on the weights)"
+    return path, f"an untrained {config.arch}, width {config.width}, 7 classes, 48 px ({why}; speed does not depend on the weights)"
 
 
 # --- decode, the job, the stages ---------------------------------------------------------------------------------
@@ -393,7 +398,7 @@ def decode_section(report: Report, video: Path, duration: float) -> float:
     single = decode_only(video, 1)
     report.table(
         ("decoder", "frames/s", "× real time", "× one thread"),
-        [("FFmpeg frame threads (thread_count=0)", threaded, threaded / FPS, threaded / single), ("one thread", single, single / FPS, 1.0)],
+        [("FFmpeg threads (thread_count=0: its choice)", threaded, threaded / FPS, threaded / single), ("one thread", single, single / FPS, 1.0)],
     )
     report.note(f"Decoding the whole {duration:.0f} s video alone takes {FPS * duration / threaded:.2f} s: the floor of any sampled job.")
     return threaded
@@ -450,11 +455,20 @@ def every_frame_section(report: Report, video: Path, settings: Settings, decode_
 # --- classification ---------------------------------------------------------------------------------------------
 
 
-def matmul_gflops(threads: int, seconds: float, n: int = 2048) -> float:
-    """GFLOP/s of an ``n``×``n`` fp32 matmul (PyTorch, ``threads`` threads): the machine's practical peak."""
+def matmul_peaks(threads: int, seconds: float, n: int = 2048) -> dict[str, float]:
+    """GFLOP/s of an ``n``×``n`` fp32 matmul on ``threads`` threads with PyTorch (MKL) and with ONNX Runtime (MLAS,
+    the kernels the classifier's convolutions run on); the larger is the machine's practical peak."""
     torch.set_num_threads(threads)
-    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
-    return rate(lambda: torch.mm(a, b, out=c), 2 * n**3, seconds) / 1e9
+    a, c = torch.randn(n, n), torch.empty(n, n)
+    spec = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [n, n]) for name in "abc"]
+    graph = onnx.helper.make_graph([onnx.helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    session = ort_session(model.SerializeToString(), threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    x = a.numpy()
+    return {
+        "PyTorch (MKL)": rate(lambda: torch.mm(a, a, out=c), 2 * n**3, seconds) / 1e9,
+        "ONNX Runtime (MLAS)": rate(lambda: session.run(None, {"a": x, "b": x}), 2 * n**3, seconds) / 1e9,
+    }
 
 
 def unfolded_onnx(model: torch.nn.Module, size: int, chans: int) -> bytes:
@@ -486,7 +500,8 @@ def classify_section(report: Report, checkpoint: Path, settings: Settings, plan:
     rng = np.random.default_rng(0)
     faces = rng.uniform(-1, 1, (max(plan.batch_sizes + (256,)), chans, size, size)).astype(np.float32)
     seconds = plan.timing_seconds
-    peaks = {t: matmul_gflops(t, 2 * seconds) for t in sorted({1, cores})}
+    matmuls = {t: matmul_peaks(t, 2 * seconds) for t in sorted({1, cores})}
+    peaks = {t: max(m.values()) for t, m in matmuls.items()}
     folded = onnx_bytes(ck)
     unfolded = unfolded_onnx(model, size, chans)
 
@@ -502,10 +517,10 @@ def classify_section(report: Report, checkpoint: Path, settings: Settings, plan:
     all_ = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     for threads in sorted({1, cores}):
         session = ort_session(folded, threads, all_)
-        for batch in plan.batch_sizes if threads == 1 else (16, 64, 256):
+        for batch in plan.batch_sizes if threads == 1 else (CPU_BATCH, 64, 256):
             x = faces[:batch]
             add("onnxruntime, BN folded, all optimisations", threads, batch, rate(lambda: session.run(None, {INPUT_NAME: x}), batch, seconds))
-    batch = settings.batch_size
+    batch = min(settings.batch_size, CPU_BATCH)
     x = faces[:batch]
     for graph, name in ((folded, f"BN folded by the exporter ({bn_nodes(folded)} BN nodes)"), (unfolded, f"no constant folding ({bn_nodes(unfolded)} BN nodes)")):
         for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, all_):
@@ -522,12 +537,17 @@ def classify_section(report: Report, checkpoint: Path, settings: Settings, plan:
             model = model.to(memory_format=torch.contiguous_format)
     classifier = Classifier(ck, device="cpu", batch_size=settings.batch_size, threads=SESSION_THREADS)
     x = faces[:256]
-    add(f"the pipeline's Classifier.predict (256 crops in batches of {settings.batch_size})", SESSION_THREADS, settings.batch_size, rate(lambda: classifier.predict(x), len(x), seconds))
+    add(
+        f"the pipeline's Classifier.predict (256 crops, runs of {min(settings.batch_size, CPU_BATCH)})", SESSION_THREADS,
+        settings.batch_size, rate(lambda: classifier.predict(x), len(x), seconds),
+    )  # fmt: skip
     torch.set_num_threads(cores)
+    measured = "; ".join(f"{t} thread(s): " + ", ".join(f"{name} {g:.0f}" for name, g in m.items()) for t, m in matmuls.items())
     report.note(
         f"Model: {ck.config.arch}, width {ck.config.width}, {size} px, {len(ck.classes)} classes: {flops / 1e6:.1f} MFLOPs per crop "
-        f"(fervid.model.summary.count_flops). Peak: {', '.join(f'{p:.0f} GFLOP/s on {t} thread(s)' for t, p in peaks.items())} "
-        f"(2048×2048 fp32 matmul, PyTorch, same run). Fraction = crops/s × FLOPs per crop ÷ peak at the same thread count."
+        f"(fervid.model.summary.count_flops; the attention's element-wise work is not counted). Matmul peak, GFLOP/s of a "
+        f"2048×2048 fp32 matmul in this run — {measured}; the larger at each thread count is the peak. Fraction = crops/s × "
+        f"FLOPs per crop ÷ that peak."
     )
     report.table(("backend", "threads", "batch", "crops/s", "GFLOP/s", "fraction of peak"), rows)
     best = max(rows, key=lambda r: r[5])
@@ -567,10 +587,12 @@ def agreement(reference: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tu
 
 def detect_section(report: Report, video: Path, settings: Settings, plan: Plan, reference: tuple[float, list[dict[str, Any]]]) -> None:
     report.section("Detection: every k-th frame, smaller frames")
+    if settings.detect_every != 1:
+        reference = segment_run(video, settings.replace(detect_every=1))[:2]
     ref_wall, ref_rows = reference
     variants = [(f"detect_every={k}", settings.replace(detect_every=k)) for k in plan.detect_every]
     variants += [(f"detect_size={s}", settings.replace(detect_size=s)) for s in plan.detect_sizes]
-    rows: list[tuple[object, ...]] = [(f"detect_every={settings.detect_every}, detect_size={settings.detect_size} (reference)", ref_wall, 1.0, 1.0, 1.0, 1.0, 0)]
+    rows: list[tuple[object, ...]] = [(f"detect_every=1, detect_size={settings.detect_size} (reference)", ref_wall, 1.0, 1.0, 1.0, 1.0, 0)]
     for name, variant in variants:
         wall, found, _ = segment_run(video, variant)
         rows.append((name, wall, ref_wall / wall, *agreement(ref_rows, found)))
@@ -678,14 +700,11 @@ def scale_out_section(report: Report, video: Path, settings: Settings, postgres:
         report.note("Skipped: fewer than two cores.")
         return
     split = settings.replace(segment_seconds=duration / 2)
-    try:
-        with ingest.throwaway_postgres(postgres) as url:
-            where = "PostgreSQL (throwaway database)"
-            one = workers(split.replace(database_url=url), video, [[0, 1]])
-            two = workers(split.replace(database_url=url), video, [[0], [1]])
-    except OperationalError:
-        where = "SQLite (PostgreSQL unreachable)"
-        url = f"sqlite:///{work / 'scale-out.db'}"
+    with ExitStack() as stack:
+        try:
+            url, where = stack.enter_context(ingest.throwaway_postgres(postgres)), "PostgreSQL (a throwaway database)"
+        except OperationalError:
+            url, where = f"sqlite:///{work / 'scale-out.db'}", "SQLite (PostgreSQL is unreachable)"
         one = workers(split.replace(database_url=url), video, [[0, 1]])
         two = workers(split.replace(database_url=url), video, [[0], [1]])
     report.note(

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Augment:
-    """Random horizontal flip, rotation (degrees), scale, translation (fraction of size), brightness and contrast."""
+    """Random horizontal flip, rotation (degrees), scale, translation (fraction of size), brightness, contrast and
+    Gaussian pixel noise (standard deviation in the [-1, 1] range)."""
 
     flip: bool = True
     rotation: float = 10.0
@@ -22,6 +23,7 @@ class Augment:
     translate: float = 0.08
     brightness: float = 0.2
     contrast: float = 0.2
+    noise: float = 0.0
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment a batch ``(N, C, H, W)`` normalised to [-1, 1]."""
@@ -46,4 +48,7 @@ class Augment:
         contrast = uniform(1 - self.contrast, 1 + self.contrast).view(n, 1, 1, 1).to(x.dtype)
         brightness = uniform(-self.brightness, self.brightness).view(n, 1, 1, 1).to(x.dtype)
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        return ((out - mean) * contrast + mean + brightness).clamp_(-1.0, 1.0)
+        out = (out - mean) * contrast + mean + brightness
+        if self.noise:
+            out = out + torch.randn(out.shape, generator=generator).to(out.device, out.dtype) * self.noise
+        return out.clamp_(-1.0, 1.0)

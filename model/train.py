@@ -67,7 +67,9 @@ def predict_probabilities(model: nn.Module, x: np.ndarray, device: torch.device,
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
-        batch = torch.from_numpy(x[i : i + batch_size]).to(device, memory_format=torch.channels_last)
+        batch = torch.from_numpy(x[i : i + batch_size]).to(device)
+        if device.type == "cuda":
+            batch = batch.to(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits = model(batch)
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
@@ -109,7 +111,10 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model = build_model(model_config).to(device, memory_format=torch.channels_last)
+    cuda = device.type == "cuda"
+    # channels_last only on CUDA: on CPU it was no faster here and its depthwise gradients drifted ~3% from float64.
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    model = build_model(model_config).to(device, memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
@@ -118,7 +123,7 @@ def fit(
     )
     weights = _class_weights(train_set.y, model_config.num_classes).to(device) if config.class_weighted else None
     criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     augment = Augment() if config.augment else None
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -149,8 +154,8 @@ def fit(
             xb, yb = x_train[idx].to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
             if augment is not None:
                 xb = augment(xb, generator)
-            xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            xb = xb.contiguous(memory_format=memory_format)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
                 logits = model(xb)
                 loss = criterion(logits, yb)
             optimizer.zero_grad(set_to_none=True)

@@ -179,7 +179,7 @@ def test_malformed_metadata(saved: Path) -> None:
     [
         (lambda p: p["state_dict"].pop("classifier.bias"), "missing: classifier.bias"),
         (lambda p: p["state_dict"].update(extra=torch.zeros(1)), "unexpected: extra"),
-        (lambda p: p["config"].update(width=0.5), r"shape mismatch: features\.0\.3\.weight \(16, 1, 1, 1\) != \(32"),
+        (lambda p: p["config"].update(width=0.5), r"shape mismatch: features\.0\.0\.weight \(16, 1, 3, 3\) != \(32"),
         (lambda p: p["config"].update(attention="none"), r"unexpected: .* and \d+ more"),
     ],
     ids=["missing", "unexpected", "shape", "many"],

@@ -38,7 +38,7 @@ def realistic(config: ModelConfig, seed: int = 0) -> nn.Module:
     """
     torch.manual_seed(seed)
     net = build_model(config)
-    update_bn([torch.randn(8, config.in_chans, SIZE, SIZE)], net)
+    update_bn([torch.randn(16, config.in_chans, SIZE, SIZE) for _ in range(4)], net)
     return net.eval()
 
 
