@@ -87,3 +87,14 @@ def embedded_settings(tmp_path: Path, sqlite_url: str, tiny_checkpoint: Path, mo
     for name in ("FERVID_DATABASE_URL", "FERVID_BROKER_URL", "FERVID_MODEL"):
         monkeypatch.delenv(name, raising=False)
     return get_settings(data_dir=tmp_path, database_url=sqlite_url, model=str(tiny_checkpoint), segment_seconds=1.0)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the test (the machine's two cores are shared)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

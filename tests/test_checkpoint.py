@@ -24,17 +24,11 @@ from fervid.model.checkpoint import (
 )
 from fervid.model.network import ModelConfig, build_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CONFIG = ModelConfig(width=0.25)
 CLASSES = list(EXPRESSIONS[:7])
 SIZE = 48
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

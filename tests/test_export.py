@@ -19,15 +19,9 @@ from fervid.model.export import ParityError, check_parity, export_onnx, onnx_byt
 from fervid.model.infer import Classifier, softmax
 from fervid.model.network import ModelConfig, build_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SIZE = 48
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def realistic(config: ModelConfig, seed: int = 0) -> nn.Module:

@@ -13,13 +13,7 @@ from fervid.model.backbones import BACKBONES, build_backbone
 from fervid.model.network import POSITIONS, ConvBNReLU, DepthwiseSeparableConv, ModelConfig, build_model
 from fervid.model.summary import count_flops, count_parameters, summarize
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("in_chans", [1, 3])
