@@ -37,7 +37,6 @@ import platform
 import resource
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,7 +77,7 @@ from fervid.settings import Settings, get_settings  # noqa: E402
 from fervid.worker import runtime  # noqa: E402
 from fervid.worker.decode import iter_frames, probe  # noqa: E402
 from fervid.worker.jobs import Submission, create, database, submit  # noqa: E402
-from fervid.worker.pipeline import SESSION_THREADS, STAGES, SegmentCounts, process_segment, run_segment  # noqa: E402
+from fervid.worker.pipeline import SESSION_THREADS, STAGES, SegmentCounts, detect_threads, process_segment, run_segment  # noqa: E402
 from fervid.worker.track import iou  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +121,7 @@ class Report:
     def __init__(self) -> None:
         self.console = Console(width=max(Console().width, 150))
         self.parts: list[str] = []
+        self.targets: list[tuple[str, str, str]] = []
 
     def section(self, title: str) -> None:
         self.console.rule(f"[bold]{title}")
@@ -144,6 +144,7 @@ class Report:
         self.parts.append("\n".join(lines) + "\n")
 
     def target(self, what: str, met: bool, detail: str) -> None:
+        self.targets.append((what, "met" if met else "NOT met", detail))
         self.note(f"**Target — {what}: {'met' if met else 'NOT met'}** ({detail})")
 
     def markdown(self) -> str:
@@ -387,7 +388,7 @@ def stage_rows(counts: SegmentCounts, wall: float, reference_ms: float) -> list[
     rows: list[tuple[object, ...]] = [(stage, ms, ms / reference_ms) for stage, ms in per_frame.items()]
     serial = sum(per_frame.values())
     elapsed = 1000 * wall / counts.frames
-    rows.append(("sum of the stages (one thread doing all)", serial, serial / reference_ms))
+    rows.append(("sum of the stages' busy times", serial, serial / reference_ms))
     rows.append(("pipeline wall time (stages overlapped)", elapsed, elapsed / reference_ms))
     return rows
 
@@ -422,21 +423,29 @@ def job_section(report: Report, video: Path, settings: Settings, decode_fps: flo
     return warm
 
 
+def pipeline_detect_threads(settings: Settings) -> int:
+    """How many frames the pipeline detects at once with these settings' detector."""
+    return detect_threads(runtime.detector(settings.detector, settings.detect_size, settings.detector_threshold))
+
+
 def stages_section(report: Report, video: Path, settings: Settings, decode_fps: float) -> tuple[float, list[dict[str, Any]]]:
     report.section(f"Pipeline stages, sampled at {settings.sample_fps:g} fps")
     wall, rows, counts = segment_run(video, settings)
     decode_ms = 1000 * (FPS / settings.sample_fps) / decode_fps
+    threads = dict.fromkeys(STAGES, 1) | {"detect": pipeline_detect_threads(settings)}
     report.note(
-        f"{counts.frames} sampled frames, {counts.faces} faces; busy time per sampled frame of each stage "
-        f"(decode: its thread; detect: detection and tracking; crop: crops and preprocessing; classify: batched "
-        f"inference), against decoding alone ({decode_ms:.2f} ms per sampled frame: {FPS / settings.sample_fps:g} frames decoded each)."
+        f"{counts.frames} sampled frames, {counts.faces} faces; busy time per sampled frame of each stage (decode: "
+        f"decoding and sampling; detect: the detector, summed over its {threads['detect']} thread(s); track: tracking, "
+        f"crops and preprocessing; classify: batched inference), against decoding alone ({decode_ms:.2f} ms per "
+        f"sampled frame: {FPS / settings.sample_fps:g} frames decoded each)."
     )
     report.table(("stage", "ms per frame", "× decode-only"), stage_rows(counts, wall, decode_ms))
     serial = sum(counts.seconds.values())
-    slowest = max(STAGES, key=counts.seconds.__getitem__)
+    slowest = max(STAGES, key=lambda stage: counts.seconds[stage] / threads[stage])
     report.note(
         f"Overlap: the stages' busy times add up to {serial:.2f} s, the pipeline took {wall:.2f} s (×{serial / wall:.2f}); "
-        f"the slowest stage, {slowest}, is busy {counts.seconds[slowest] / wall:.0%} of the wall time."
+        f"the slowest stage, {slowest}, is busy {counts.seconds[slowest] / threads[slowest] / wall:.0%} of the wall time"
+        f"{f' on each of its {threads[slowest]} threads' if threads[slowest] > 1 else ''}."
     )
     return wall, rows
 
@@ -500,8 +509,8 @@ def classify_section(report: Report, checkpoint: Path, settings: Settings, plan:
     rng = np.random.default_rng(0)
     faces = rng.uniform(-1, 1, (max(plan.batch_sizes + (256,)), chans, size, size)).astype(np.float32)
     seconds = plan.timing_seconds
-    matmuls = {t: matmul_peaks(t, 2 * seconds) for t in sorted({1, cores})}
-    peaks = {t: max(m.values()) for t, m in matmuls.items()}
+    thread_counts = sorted({1, cores})
+    matmuls = {t: matmul_peaks(t, seconds) for t in thread_counts}
     folded = onnx_bytes(ck)
     unfolded = unfolded_onnx(model, size, chans)
 
@@ -511,8 +520,7 @@ def classify_section(report: Report, checkpoint: Path, settings: Settings, plan:
     rows: list[tuple[object, ...]] = []
 
     def add(name: str, threads: int, batch: int, crops_per_s: float) -> None:
-        gflops = crops_per_s * flops / 1e9
-        rows.append((name, threads, batch, crops_per_s, gflops, gflops / peaks[threads]))
+        rows.append((name, threads, batch, crops_per_s, crops_per_s * flops / 1e9))
 
     all_ = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     for threads in sorted({1, cores}):
@@ -541,13 +549,18 @@ def classify_section(report: Report, checkpoint: Path, settings: Settings, plan:
         f"the pipeline's Classifier.predict (256 crops, runs of {min(settings.batch_size, CPU_BATCH)})", SESSION_THREADS,
         settings.batch_size, rate(lambda: classifier.predict(x), len(x), seconds),
     )  # fmt: skip
+    for t, after in {t: matmul_peaks(t, seconds) for t in thread_counts}.items():  # the peak again, after the model
+        matmuls[t] = {name: max(g, after[name]) for name, g in matmuls[t].items()}
     torch.set_num_threads(cores)
+    peaks = {t: max(m.values()) for t, m in matmuls.items()}
+    rows = [(*row, row[4] / peaks[row[1]]) for row in rows]
     measured = "; ".join(f"{t} thread(s): " + ", ".join(f"{name} {g:.0f}" for name, g in m.items()) for t, m in matmuls.items())
     report.note(
         f"Model: {ck.config.arch}, width {ck.config.width}, {size} px, {len(ck.classes)} classes: {flops / 1e6:.1f} MFLOPs per crop "
         f"(fervid.model.summary.count_flops; the attention's element-wise work is not counted). Matmul peak, GFLOP/s of a "
-        f"2048×2048 fp32 matmul in this run — {measured}; the larger at each thread count is the peak. Fraction = crops/s × "
-        f"FLOPs per crop ÷ that peak."
+        f"2048×2048 fp32 matmul measured before and after the model in this run (the better of the two) — {measured}; "
+        f"the larger at each thread count is the peak. Fraction = crops/s × FLOPs per crop ÷ that peak. On CPU the "
+        f"Classifier runs at most fervid.model.infer.CPU_BATCH = {CPU_BATCH} crops at a time, whatever batch_size."
     )
     report.table(("backend", "threads", "batch", "crops/s", "GFLOP/s", "fraction of peak"), rows)
     best = max(rows, key=lambda r: r[5])
@@ -849,8 +862,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{FPS} fps, {bitrate:.1f} Mbit/s: {what}. Long version for the memory check: {probe(long).duration:.0f} s "
             f"(the same stream looped). Cached in {args.cache}. Model: {model_what}. Settings: sample_fps "
             f"{settings.sample_fps:g}, detector {settings.detector} at detect_size {settings.detect_size}, detect_every "
-            f"{settings.detect_every}, batch_size {settings.batch_size}; ONNX Runtime sessions in the pipeline use "
-            f"{SESSION_THREADS} intra-op thread(s) each."
+            f"{settings.detect_every}, batch_size {settings.batch_size}; the pipeline detects on "
+            f"{pipeline_detect_threads(settings)} frame(s) at once and its ONNX Runtime sessions use {SESSION_THREADS} "
+            f"intra-op thread(s) each."
         )
         decode_fps = decode_section(report, short, duration)
         warm = job_section(report, short, settings, decode_fps, duration) if "job" in sections else None
@@ -871,8 +885,10 @@ def main(argv: list[str] | None = None) -> None:
             fer_section(report, args.fer_python, short, settings, duration, warm, work)
         if "gpu" in sections:
             gpu_section(report, args.device == "cuda", checkpoint, short, settings, plan)
+    report.section("Targets")
+    report.table(("target", "result", "measured"), report.targets)
     load = os.getloadavg()[0]
-    report.note(f"\nRun took {time.perf_counter() - started:.0f} s; load average (1 min) at the end {load:.1f} on {info['cores']} cores.")
+    report.note(f"Run took {time.perf_counter() - started:.0f} s; load average (1 min) at the end {load:.1f} on {info['cores']} cores.")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report.markdown(), encoding="utf-8")
     report.console.print(f"wrote {args.output}")

@@ -37,9 +37,13 @@ class Detection:
 
 
 class FaceDetector(Protocol):
-    """Finds faces in a uint8 BGR ``(H, W, 3)`` or gray ``(H, W)`` frame."""
+    """Finds faces in a uint8 BGR ``(H, W, 3)`` or gray ``(H, W)`` frame.
+
+    ``concurrent`` is True when one detector may run :meth:`detect` in several threads at once.
+    """
 
     name: str
+    concurrent: bool
 
     def detect(self, frame: np.ndarray) -> list[Detection]: ...
 
@@ -115,6 +119,7 @@ class HaarDetector:
     """
 
     name = "haar"
+    concurrent = False
 
     def __init__(
         self,
@@ -233,6 +238,7 @@ class CenterFaceDetector:
     """
 
     name = "centerface"
+    concurrent = True  # an ONNX Runtime session serves concurrent runs
 
     def __init__(
         self,

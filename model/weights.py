@@ -68,7 +68,7 @@ class Weights(Enum):
         sha256="",
         classes=("happy", "sad", "surprise", "fear", "disgust", "anger"),
         input_size=48,
-        width=1.0,
+        width=0.5,
         data="CK+ 48×48 crops, six classes (927 images)",
         command="",
     )

@@ -343,7 +343,6 @@ def test_unknown_class_folder_warns_once(tmp_path: Path) -> None:
     assert all(s.truth is None for s in samples if "hapy" in s.source_path)
 
 
-@pytest.mark.xfail(strict=True, reason="worker/pipeline.py must pass on_warning=counts.warn to image_samples")
 def test_unknown_class_folder_counts_a_job_warning(settings: Settings, tmp_path: Path) -> None:
     folder = tmp_path / "faces"
     for name in ("happy", "hapy"):

@@ -129,3 +129,22 @@ def test_face_clip_one_face_one_track(embedded_settings) -> None:
     assert len(frames_with_face) >= 0.95 * report["frames_done"]
     biggest = max(report["tracks"], key=lambda t: t["faces"])
     assert biggest["faces"] >= 0.8 * report["frames_done"]
+
+
+def test_a_job_whose_finalize_failed_is_finalized_by_a_redelivery(tmp_path: Path, whole_frame, monkeypatch) -> None:
+    from fervid.db.jobs import get_job
+    from fervid.worker import pipeline
+    from fervid.worker.jobs import create
+
+    video = make_video(tmp_path / "v.mp4", seconds=1.0, fps=10)
+    engine = database(whole_frame)
+    job_id = create(engine, Submission(str(video)), whole_frame)
+    real = pipeline.finalize
+    monkeypatch.setattr(pipeline, "finalize", lambda *a: (_ for _ in ()).throw(ConnectionError("database went away")))
+    with pytest.raises(ConnectionError):
+        pipeline.process_segment(engine, job_id, 0, whole_frame)
+    assert get_job(engine, job_id)["status"] == "running"
+    monkeypatch.setattr(pipeline, "finalize", real)
+    assert pipeline.process_segment(engine, job_id, 0, whole_frame)  # the re-delivered message
+    job = get_job(engine, job_id)
+    assert job["status"] == "done" and job["faces"] == 5

@@ -1,7 +1,9 @@
-"""The pipeline's stage machinery: bounded-queue threads keep order, bound memory, pass errors on and shut down."""
+"""The pipeline's stage machinery: stage threads and parallel detection keep order, bound memory, pass errors on
+and shut down."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -9,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from videos import make_video
+from videos import make_video, read_index
 
+from fervid.db.jobs import get_job
 from fervid.model.detect import Detection
 from fervid.worker import runtime
 from fervid.worker.jobs import Submission, create, database
-from fervid.db.jobs import get_job
-from fervid.worker.pipeline import STAGES, prefetch, run_segment
+from fervid.worker.pipeline import STAGES, ordered_map, prefetch, run_segment
 
 
 class Boom(RuntimeError):
@@ -125,21 +127,69 @@ def test_consumer_error_stops_the_producer() -> None:
     _wait_for_no_stage_threads()
 
 
-class _FailingDetector:
-    """Finds one face in the first frames, then fails: a detector-stage error."""
+def test_ordered_map_keeps_order_and_bounds_the_work_in_flight() -> None:
+    pulled = 0
+    workers: set[str] = set()
 
-    name = "failing"
+    def source() -> Iterator[int]:
+        nonlocal pulled
+        for i in range(60):
+            pulled += 1
+            yield i
 
-    def __init__(self, fail_at: int) -> None:
-        self.calls, self.fail_at = 0, fail_at
+    def slow_square(i: int) -> int:
+        workers.add(threading.current_thread().name)
+        time.sleep(random.Random(i).uniform(0, 0.01))  # later items often finish first
+        return i * i
+
+    out = []
+    for value in ordered_map(slow_square, source(), threads=3, name="test-stage"):
+        out.append(value)
+        assert pulled - len(out) <= 2 * 3
+    assert out == [i * i for i in range(60)]
+    assert len(workers) > 1 and all(name.startswith("test-stage") for name in workers)
+    _wait_for_no_stage_threads()
+
+
+def test_ordered_map_raises_in_order_and_stops_its_threads() -> None:
+    def fail_at_5(i: int) -> int:
+        if i == 5:
+            raise Boom("item 5")
+        time.sleep(0.001 * (i % 3))
+        return i
+
+    got = []
+    with pytest.raises(Boom, match="item 5"):
+        for value in ordered_map(fail_at_5, iter(range(10**9)), threads=4, name="test-stage"):
+            got.append(value)
+    assert got == [0, 1, 2, 3, 4]
+    _wait_for_no_stage_threads()
+
+
+def test_ordered_map_on_one_thread_runs_in_the_caller() -> None:
+    names = list(ordered_map(lambda _: threading.current_thread().name, range(3), threads=1, name="test-stage"))
+    assert names == [threading.current_thread().name] * 3
+
+
+class _IndexDetector:
+    """Finds one face whose box encodes the frame number drawn in the frame (tests/videos.py), after an uneven
+    delay; fails on frame ``fail_at``."""
+
+    name = "index"
+
+    def __init__(self, concurrent: bool, fail_at: int | None = None) -> None:
+        self.concurrent, self.fail_at = concurrent, fail_at
+        self.frames: list[int] = []
+        self.lock = threading.Lock()
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
-        self.calls += 1
-        if self.calls > self.fail_at:
-            raise Boom(f"detector failed on call {self.calls}")
-        return [Detection((10.0, 10.0, 60.0, 70.0), 0.9)]
-
-
+        index = read_index(frame)
+        with self.lock:
+            self.frames.append(index)
+        time.sleep(random.Random(index).uniform(0, 0.02))
+        if index == self.fail_at:
+            raise Boom(f"detector failed on frame {index}")
+        return [Detection((float(index), 10.0, index + 50.0, 70.0), 0.9)]
 @pytest.fixture
 def video_job(tmp_path: Path, embedded_settings):
     """A 2 s, 10 fps video job (sampled at 5 fps: 10 frames) on the embedded settings, not yet run."""
@@ -153,25 +203,32 @@ def _with_detector(monkeypatch: pytest.MonkeyPatch, detector) -> None:
     monkeypatch.setattr(runtime, "detector", lambda name, max_side, threshold: detector)
 
 
-def test_detector_error_reaches_the_caller_and_no_stage_thread_is_left(monkeypatch, video_job) -> None:
+def _pipeline_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("fervid-")]
+
+
+@pytest.mark.parametrize("concurrent", [False, True], ids=["one-thread", "parallel"])
+def test_detector_error_reaches_the_caller_and_no_stage_thread_is_left(monkeypatch, video_job, concurrent: bool) -> None:
     settings, job = video_job
-    _with_detector(monkeypatch, _FailingDetector(fail_at=4))
-    with pytest.raises(Boom, match="call 5"):
+    _with_detector(monkeypatch, _IndexDetector(concurrent, fail_at=8))
+    with pytest.raises(Boom, match="frame 8"):
         run_segment(job, 0, 0.0, None, settings, "w")
     deadline = time.monotonic() + 5
-    while any(t.name in ("fervid-decode", "fervid-detect") for t in threading.enumerate()) and time.monotonic() < deadline:
+    while _pipeline_threads() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not [t.name for t in threading.enumerate() if t.name in ("fervid-decode", "fervid-detect")]
+    assert not _pipeline_threads()
 
 
-def test_run_segment_rows_in_frame_order_with_stage_times(monkeypatch, video_job) -> None:
+@pytest.mark.parametrize("concurrent", [False, True], ids=["one-thread", "parallel"])
+def test_run_segment_rows_in_frame_order_with_stage_times(monkeypatch, video_job, concurrent: bool) -> None:
     settings, job = video_job
-    detector = _FailingDetector(fail_at=10**9)
+    detector = _IndexDetector(concurrent)
     _with_detector(monkeypatch, detector)
     frames = []
     rows, counts = run_segment(job, 0, 0.0, None, settings, "w", on_frame=frames.append)
     assert counts.frames == len(frames) == 10 and counts.faces == len(rows) == 10
     assert [r["frame_index"] for r in rows] == list(range(0, 20, 2))
+    assert [r["x1"] for r in rows] == [float(r["frame_index"]) for r in rows]  # each row has its own frame's box
     assert {r["track_id"] for r in rows} == {0}
     assert all(abs(sum(r[f"p_{c}"] for c in job["classes"]) - 1) < 1e-4 for r in rows)
     assert set(counts.seconds) == set(STAGES) and all(s > 0 for s in counts.seconds.values())
@@ -180,8 +237,8 @@ def test_run_segment_rows_in_frame_order_with_stage_times(monkeypatch, video_job
 def test_detect_every_k_detects_every_kth_sample_and_keeps_its_boxes(monkeypatch, video_job) -> None:
     settings, job = video_job
     job["params"] = {**job["params"], "detect_every": 3}
-    detector = _FailingDetector(fail_at=10**9)
+    detector = _IndexDetector(concurrent=True)
     _with_detector(monkeypatch, detector)
-    rows, counts = run_segment(job, 0, 0.0, None, settings, "w")
-    assert detector.calls == 4  # samples 0, 3, 6, 9 of 10
-    assert len(rows) == 10 and {(r["x1"], r["y1"], r["x2"], r["y2"]) for r in rows} == {(10.0, 10.0, 60.0, 70.0)}
+    rows, _ = run_segment(job, 0, 0.0, None, settings, "w")
+    assert sorted(detector.frames) == [0, 6, 12, 18]  # samples 0, 3, 6, 9 of 10 (frames 0, 2, ..., 18)
+    assert [r["x1"] for r in rows] == [0.0] * 3 + [6.0] * 3 + [12.0] * 3 + [18.0]

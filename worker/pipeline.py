@@ -2,23 +2,27 @@
 
 The same functions run in-process on the embedded default and inside Celery tasks on workers.
 
-A segment runs as three stages joined by bounded queues (:func:`prefetch`): a decoder thread; a detector thread
-that detects, tracks, crops and preprocesses the faces, so each full frame is dropped as soon as its faces are
-cut out; and the calling thread, which classifies the faces in batches. PyAV, OpenCV and ONNX Runtime release
-the GIL while they work, so the stages overlap, the slowest one sets the pace and memory stays bounded by the
-queues. The detector's and the classifier's ONNX Runtime sessions each run on :data:`SESSION_THREADS` intra-op
-thread(s) rather than on every core, so that they do not fight each other and the decoder over the cores; a
-machine with more cores runs more worker processes (one per segment). Each stage's busy time is kept in
-:attr:`SegmentCounts.seconds`.
+A segment runs as stages joined by bounded queues (:func:`prefetch`), each in its own thread: a decoder; a
+detector stage that runs the detector on several frames at once (:func:`ordered_map`: one thread per core, up to
+:data:`DETECT_THREADS`, when the detector allows concurrent calls); a tracker stage that, in frame order, tracks
+the faces and cuts out and preprocesses their crops, so each full frame is dropped as soon as its faces are cut
+out; and the calling thread, which classifies the faces in batches. PyAV, OpenCV and ONNX Runtime release the
+GIL while they work, so the stages overlap, the slowest one sets the pace and memory stays bounded by the queues.
+Each ONNX Runtime session runs on :data:`SESSION_THREADS` intra-op thread(s): the parallelism comes from the
+stages and the detector threads rather than from every session grabbing every core. Each stage's busy time is
+kept in :attr:`SegmentCounts.seconds`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 from sqlalchemy import Engine
 
-from fervid.db.jobs import begin_segment, fail_segment, get_job, get_segment
+from fervid.db.jobs import begin_segment, fail_segment, get_job, get_segment, unfinished_segments
 from fervid.db.reports import track_bounds
 from fervid.db.writes import finalize_job, label_pairs, remap_tracks, store_evaluation, write_segment
 from fervid.expressions import EXPRESSIONS
@@ -42,14 +46,17 @@ from fervid.worker.track import IoUTracker, stitch
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+U = TypeVar("U")
 #: Items a stage may run ahead of the next one (decoded frames, or located frames with their face crops).
 PREFETCH = 8
 #: Intra-op threads of each ONNX Runtime session (detector, classifier) in the pipeline.
 SESSION_THREADS = 1
+#: Most frames detected at once, one per thread, by a detector that allows it (one per core up to this).
+DETECT_THREADS = 4
 #: Images up to this side in which no face is found are taken as face crops (folders such as CK+ crops).
 CROP_SIDE = 256
 #: The stages whose busy time :attr:`SegmentCounts.seconds` holds.
-STAGES: tuple[str, ...] = ("decode", "detect", "crop", "classify")
+STAGES: tuple[str, ...] = ("decode", "detect", "track", "classify")
 _END = object()
 
 
@@ -62,7 +69,8 @@ class _Failure:
 
 @dataclass
 class SegmentCounts:
-    """What a segment did: frames, faces, damaged frames, warnings, and each stage's busy seconds."""
+    """What a segment did: frames, faces, damaged frames, warnings, and each stage's busy seconds (summed over
+    the stage's threads)."""
 
     frames: int = 0
     faces: int = 0
@@ -70,6 +78,7 @@ class SegmentCounts:
     warnings: int = 0
     messages: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def warn(self, exc: Exception) -> None:
         self.warnings += 1
@@ -83,7 +92,9 @@ class SegmentCounts:
         try:
             yield
         finally:
-            self.seconds[stage] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self.seconds[stage] += elapsed
 
 
 def prefetch(items: Iterable[T], size: int = PREFETCH, name: str = "fervid-prefetch") -> Generator[T, None, None]:
@@ -137,6 +148,39 @@ def _timed(items: Generator[T, None, None], counts: SegmentCounts, stage: str) -
             yield item
 
 
+def ordered_map(fn: Callable[[T], U], items: Iterable[T], threads: int, name: str) -> Generator[U, None, None]:
+    """``fn(item)`` for each of ``items``, computed by up to ``threads`` threads called ``name`` at once and
+    yielded in the items' order; at most ``2 × threads`` items are in flight. With one thread ``fn`` runs here.
+
+    An exception raised by ``fn`` is re-raised here, in order. Closing this generator cancels the calls not yet
+    started and waits for the running ones.
+    """
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    pending: deque[Future[U]] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix=name) as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def detect_threads(detector: FaceDetector | None) -> int:
+    """How many frames the detector stage works on at once: one per core (up to :data:`DETECT_THREADS`) when the
+    detector allows concurrent calls, else one."""
+    if detector is None or not detector.concurrent:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(DETECT_THREADS, cores))
+
+
 @dataclass(frozen=True)
 class Located:
     """A frame's faces, found and tracked: their rows (not yet classified) and their preprocessed crops."""
@@ -184,7 +228,7 @@ def _samples(
         counts.warn(exc)
 
     if job["kind"] == "images":
-        return image_samples(job["source"], start, end, on_error)
+        return image_samples(job["source"], start, end, on_error, on_warning=counts.warn)
     labels = Labels(tuple(LabelRange(*r) for r in options.labels)) if options.labels else None
     return video_samples(job["source"], start, end, options.sample_fps, labels, on_error)
 
@@ -210,20 +254,28 @@ def _located(
     size: int,
     counts: SegmentCounts,
 ) -> Iterator[Located]:
-    """The detector stage: find the faces of each sample (in a video, of every ``detect_every``-th one; the
-    others keep its boxes), track them and cut out their crops, preprocessed for a ``size`` px classifier."""
+    """The detector stage and, in frame order, the tracker stage: find the faces of each sample (in a video, of
+    every ``detect_every``-th one; the others keep its boxes), track them and cut out their crops, preprocessed
+    for a ``size`` px classifier."""
     images = job["kind"] == "images"
+
+    def detect(item: tuple[int, Sample]) -> tuple[Sample, list[tuple[Box, float | None]] | None]:
+        n, sample = item
+        if not images and n % options.detect_every:
+            return sample, None
+        with counts.timed("detect"):
+            return sample, find_faces(sample.image, detector, whole_if_small=images)
+
     tracker = IoUTracker(max_gap=options.max_gap)
     faces: list[tuple[Box, float | None]] = []
-    with closing(samples):
-        for n, sample in enumerate(samples):
-            with counts.timed("detect"):
-                if images or n % options.detect_every == 0:
-                    faces = find_faces(sample.image, detector, whole_if_small=images)
+    detected = ordered_map(detect, enumerate(samples), detect_threads(detector), "fervid-detect")
+    with closing(samples), closing(detected):
+        for sample, found in detected:
+            with counts.timed("track"):
+                faces = faces if found is None else found
                 boxes = [box for box, _ in faces]
                 # Videos are tracked; the faces of an image are numbered within it.
                 track_ids = tracker.update(sample.time, boxes) if sample.time is not None else list(range(len(boxes)))
-            with counts.timed("crop"):
                 crops = [crop_face(sample.image, box, MARGIN) if score is not None else sample.image for box, score in faces]
                 located = Located(
                     [
@@ -250,7 +302,7 @@ def run_segment(
 ) -> tuple[list[dict[str, Any]], SegmentCounts]:
     """Detect, track and classify every sampled frame of one segment; returns its rows and counts.
 
-    Decoding, detection and classification overlap in three threads (see the module docstring).
+    Decoding, detection, tracking and classification overlap in threads (see the module docstring).
     """
     options = JobOptions.from_params(job["params"])
     model = runtime.classifier(options.model_path, job["model_sha256"], settings.device, options.batch_size, SESSION_THREADS)
@@ -259,7 +311,7 @@ def run_segment(
     batch = Classifying(model.predict, model.classes, options.batch_size, counts)
     samples = prefetch(_timed(_samples(job, options, start, end, counts), counts, "decode"), name="fervid-decode")
     located = _located(samples, job, idx, worker, options, detector, model.input_size, counts)
-    with closing(prefetch(located, name="fervid-detect")) as frames:
+    with closing(prefetch(located, name="fervid-track")) as frames:
         for frame in frames:
             counts.frames += 1
             batch.add(frame)
@@ -280,10 +332,15 @@ def process_segment(
 ) -> bool:
     """Run one segment and write its rows in one transaction; finalize the job when it was the last one.
 
-    Returns True when this call finalized the job. A cancelled job or a finished segment is skipped.
+    Returns True when this call finalized the job. A cancelled job or a finished segment is skipped, except that
+    a job whose segments are all stored but which is not finalized (finalizing failed) is finalized.
     """
     worker = worker or runtime.worker_name()
     if not begin_segment(engine, job_id, idx, worker):
+        job = get_job(engine, job_id)
+        if job["status"] in ("queued", "running") and not unfinished_segments(engine, job_id):
+            finalize(engine, job_id)  # every segment is stored but finalizing failed before: do it now
+            return True
         return False
     job = get_job(engine, job_id)
     segment = get_segment(engine, job_id, idx)
