@@ -32,7 +32,7 @@ class Settings:
     model: str = "fer2013-csa"
     detector: str = "centerface"
     sample_fps: float = 5.0
-    detect_size: int = 640
+    detect_size: int = 480
     detect_every: int = 1
     detector_threshold: float = 0.5
     batch_size: int = 64

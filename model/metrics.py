@@ -146,7 +146,7 @@ class CrossValidationReport:
             "",
         ]
         lines += _markdown_table(["fold", "accuracy", "samples"], [
-            [i, f"{fold.accuracy:.4f}", sum(map(sum, fold.confusion))] for i, fold in enumerate(self.folds)
+            [i, f"{fold.accuracy:.4f}", sum(map(sum, fold.confusion))] for i, fold in enumerate(self.folds, start=1)
         ])
         lines += ["", "Pooled over all folds", ""]
         lines += self.pooled._tables()

@@ -13,7 +13,7 @@ class JobOptions:
     model_path: str
     sample_fps: float | None = 5.0  # None: every frame
     detector: str = "centerface"
-    detect_size: int = 640
+    detect_size: int = 480
     detect_every: int = 1
     threshold: float = 0.5
     batch_size: int = 64
