@@ -109,7 +109,7 @@ def test_cross_validation_report() -> None:
     assert json.loads(json.dumps(report.to_dict()))["pooled"]["confusion"] == report.pooled.confusion
     markdown = report.to_markdown()
     assert f"{mean:.4f} ± {report.std_accuracy:.4f} over 2 folds" in markdown
-    assert "| 1 | 0.4286 | 7 |" in markdown
+    assert "| 2 | 0.4286 | 7 |" in markdown
     assert "| happy | 3 | 1 | 0 |" in markdown
 
 
