@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -13,15 +12,20 @@ console = Console(highlight=False)
 
 @handle_errors
 def list_models() -> None:
-    """List the shipped models: name, classes, input size, validation metrics, checksum."""
+    """List the shipped models: name, classes, input size, validation accuracy, checksum, model card."""
     from fervid.model.weights import DEFAULT, Weights
 
-    table = Table("name", "classes", "input", "data", "metrics", "sha256", "default")
+    table = Table("name", "classes", "input", "val. acc.", "sha256", "default")
     for member in Weights:
         m = member.value
-        metrics = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.metrics.items())
-        status = m.sha256[:12] if m.sha256 else "[yellow]not trained yet[/]"
-        table.add_row(m.name, " ".join(m.classes), f"{m.input_size}px", m.data, metrics, status, "✓" if member is DEFAULT else "")
+        accuracy = m.metrics.get("val_accuracy")
+        table.add_row(
+            m.name,
+            ", ".join(m.classes),
+            f"{m.input_size}px",
+            f"{accuracy:.1%}" if accuracy is not None else "–",
+            m.sha256[:12] if m.sha256 else "[yellow]not trained yet[/]",
+            "✓" if member is DEFAULT else "",
+        )
     console.print(table)
-    if not any(member.value.sha256 for member in Weights):
-        raise typer.Exit(0)
+    console.print("model cards: " + ", ".join(str(member.value.card) for member in Weights if member.value.card.exists()))
