@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from fervid.settings import Settings
 
 #: The PostgreSQL server's maintenance database; test databases are created next to it.
 POSTGRES_URL = os.environ.get("FERVID_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -98,3 +106,121 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --- Distributed mode: real `fervid worker --cpu` processes on Redis database 9 (tests marked `services`).
+
+#: The Redis database the distributed tests use as broker (flushed before and after each test).
+BROKER = "redis://127.0.0.1:6379/9"
+#: The ``fervid`` console script of this virtual environment.
+FERVID = Path(sys.executable).with_name("fervid")
+#: Seconds any wait on workers may take unless told otherwise.
+SERVICES_TIMEOUT = 120.0
+
+
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    """Redis database 9, flushed before and after the test; skips when Redis is unreachable."""
+    import redis
+
+    client = redis.Redis.from_url(BROKER, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"Redis unreachable at {BROKER}: {exc}")
+    yield BROKER
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError:
+        pass
+
+
+class Workers:
+    """``fervid worker --cpu`` processes; :meth:`stop_all` leaves none behind."""
+
+    def __init__(self, settings: Settings, logs: Path) -> None:
+        self.settings, self.logs = settings, logs
+        self.launchers: list[subprocess.Popen[bytes]] = []
+        self.groups: set[int] = set()  # process groups: each launcher's and each Celery worker's
+
+    def start(self, count: int) -> None:
+        from fervid.worker.launcher import settings_env
+
+        env = {**os.environ, **settings_env(self.settings), "OMP_NUM_THREADS": "1"}
+        for _ in range(count):
+            with open(self.logs / f"worker{len(self.launchers)}.log", "wb") as log:
+                launcher = subprocess.Popen([str(FERVID), "worker", "--cpu"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)  # fmt: skip
+            self.launchers.append(launcher)
+            self.groups.add(launcher.pid)
+        self.wait_ready(count)
+
+    def wait_ready(self, count: int) -> None:
+        """Wait until ``count`` Celery workers answer a ping; note their process groups."""
+        from fervid.worker.celery_app import make_app
+
+        app = make_app(self.settings)
+        deadline = time.monotonic() + SERVICES_TIMEOUT
+        while True:
+            with app.connection_for_write() as connection:  # a fresh one: the broker may have restarted
+                if len(app.control.ping(timeout=1.0, connection=connection)) >= count:
+                    break
+            assert time.monotonic() < deadline, f"fewer than {count} workers came up\n{self.log_tail()}"
+        for launcher in self.launchers:
+            self.groups.update(_children(launcher.pid))
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {p.name}\n" + p.read_text()[-3000:] for p in sorted(self.logs.glob("worker*.log")))
+
+    def stop_all(self) -> list[int | None]:
+        """Stop every worker (SIGTERM to the launchers, then SIGKILL to what is left); the launchers' exit codes."""
+        for launcher in self.launchers:
+            if launcher.poll() is None:
+                launcher.terminate()  # forwarded: warm shutdown
+        for launcher in self.launchers:
+            try:
+                launcher.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        for group in self.groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for launcher in self.launchers:
+            launcher.wait(timeout=10)
+        return [launcher.returncode for launcher in self.launchers]
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    """:class:`Workers` on the test module's ``settings`` fixture, all stopped after the test."""
+    if not FERVID.exists():
+        pytest.skip(f"no fervid console script at {FERVID}")
+    pool = Workers(settings, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def wait_for(
+    condition: Callable[[], Any], what: str, workers: Workers, poll: float = 0.2, timeout: float = SERVICES_TIMEOUT
+) -> Any:
+    """Poll ``condition`` until it is truthy (its value) or ``timeout`` seconds pass (fails with the workers' logs)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{workers.log_tail()}"
+        time.sleep(poll)
+    return value

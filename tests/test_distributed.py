@@ -30,15 +30,13 @@ from fervid.worker.celery_app import make_app
 from fervid.worker.jobs import Submission, database, retry, submit
 from fervid.worker.launcher import settings_env
 from fervid.worker.tasks import recover
+from conftest import Workers, wait_for
 from videos import make_video
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-BROKER = "redis://127.0.0.1:6379/9"
-FERVID = Path(sys.executable).with_name("fervid")
 FPS, SAMPLE_FPS, SEGMENT_SECONDS = 10, 5.0, 2.0
 SHORT, LONG = 8, 40  # video lengths (s): 4 segments; 20 for the service restarts
-TIMEOUT = 120.0  # seconds any wait in these tests may take
 restarts_services = pytest.mark.skipif(
     os.environ.get("FERVID_TEST_RESTART_SERVICES") != "1",
     reason="restarts the machine's PostgreSQL/Redis: set FERVID_TEST_RESTART_SERVICES=1",
@@ -48,21 +46,6 @@ restarts_services = pytest.mark.skipif(
 def _settings(**values: Any) -> Settings:
     common = dict(detector="none", sample_fps=SAMPLE_FPS, segment_seconds=SEGMENT_SECONDS, segment_timeout=6.0)
     return get_settings(**common, **values)
-
-
-@pytest.fixture
-def broker_url() -> Iterator[str]:
-    """Redis database 9, flushed before and after the test."""
-    client = redis.Redis.from_url(BROKER, socket_connect_timeout=3)
-    try:
-        client.flushdb()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"Redis unreachable at {BROKER}: {exc}")
-    yield BROKER
-    try:
-        client.flushdb()
-    except redis.exceptions.ConnectionError:
-        pass
 
 
 @pytest.fixture
@@ -133,89 +116,6 @@ def assert_same_as_embedded(got: dict[str, Any], expected: dict[str, Any], secon
     np.testing.assert_allclose(got["confidence"], expected["confidence"], rtol=1e-5)
     assert got["stats"] == expected["stats"]
     np.testing.assert_allclose(got["stat_values"], expected["stat_values"], rtol=1e-5)
-
-
-class Workers:
-    """``fervid worker --cpu`` processes; :meth:`stop_all` leaves none behind."""
-
-    def __init__(self, settings: Settings, logs: Path) -> None:
-        self.settings, self.logs = settings, logs
-        self.launchers: list[subprocess.Popen[bytes]] = []
-        self.groups: set[int] = set()  # process groups: each launcher's and each Celery worker's
-
-    def start(self, count: int) -> None:
-        env = {**os.environ, **settings_env(self.settings), "OMP_NUM_THREADS": "1"}
-        for _ in range(count):
-            with open(self.logs / f"worker{len(self.launchers)}.log", "wb") as log:
-                launcher = subprocess.Popen([str(FERVID), "worker", "--cpu"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)  # fmt: skip
-            self.launchers.append(launcher)
-            self.groups.add(launcher.pid)
-        self.wait_ready(count)
-
-    def wait_ready(self, count: int) -> None:
-        """Wait until ``count`` Celery workers answer a ping; note their process groups."""
-        app = make_app(self.settings)
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            with app.connection_for_write() as connection:  # a fresh one: the broker may have restarted
-                if len(app.control.ping(timeout=1.0, connection=connection)) >= count:
-                    break
-            assert time.monotonic() < deadline, f"fewer than {count} workers came up\n{self.log_tail()}"
-        for launcher in self.launchers:
-            self.groups.update(_children(launcher.pid))
-
-    def log_tail(self) -> str:
-        return "\n".join(f"--- {p.name}\n" + p.read_text()[-3000:] for p in sorted(self.logs.glob("worker*.log")))
-
-    def stop_all(self) -> list[int | None]:
-        """Stop every worker (SIGTERM to the launchers, then SIGKILL to what is left); the launchers' exit codes."""
-        for launcher in self.launchers:
-            if launcher.poll() is None:
-                launcher.terminate()  # forwarded: warm shutdown
-        for launcher in self.launchers:
-            try:
-                launcher.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        for group in self.groups:
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for launcher in self.launchers:
-            launcher.wait(timeout=10)
-        return [launcher.returncode for launcher in self.launchers]
-
-
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-@pytest.fixture
-def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
-    if not FERVID.exists():
-        pytest.skip(f"no fervid console script at {FERVID}")
-    pool = Workers(settings, tmp_path)
-    yield pool
-    pool.stop_all()
-
-
-def wait_for(condition: Callable[[], Any], what: str, workers: Workers, poll: float = 0.2) -> Any:
-    deadline = time.monotonic() + TIMEOUT
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{workers.log_tail()}"
-        time.sleep(poll)
-    return value
 
 
 def wait_finished(engine: Engine, job_id: int, workers: Workers) -> dict[str, Any]:
