@@ -13,9 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +24,7 @@ from sqlalchemy import Engine, text
 
 from fervid.db.jobs import begin_segment, get_job, get_segment, get_segments
 from fervid.settings import Settings, get_settings
-from fervid.worker.celery_app import make_app
 from fervid.worker.jobs import Submission, database, retry, submit
-from fervid.worker.launcher import settings_env
 from fervid.worker.tasks import recover
 from conftest import Workers, wait_for
 from videos import make_video

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 #: The Celery name of the one task: process one segment of a job.
 SEGMENT_TASK = "fervid.segment"
+#: Seconds a connect or a blocking Redis command may take (kombu waits forever by default), so that a broker
+#: that accepts connections but never answers fails ``fervid submit`` instead of hanging it. Above kombu's
+#: one-second BRPOP timeout, which workers block on.
+BROKER_SOCKET_TIMEOUT = 5.0
 
 
 @functools.lru_cache(maxsize=8)
@@ -36,7 +40,8 @@ def make_app(settings: Settings) -> Celery:
     JSON messages only; one explicit queue (``settings.queue``); one message per worker process at a time,
     acknowledged when the segment is written; per-segment time limits from ``settings.segment_timeout`` (soft:
     the segment fails with a clear error; hard, a quarter later: its process is killed); the Redis visibility
-    timeout at twice that, so a message is never handed out again while its segment may still be running.
+    timeout at twice that, so a message is never handed out again while its segment may still be running;
+    Redis socket operations bounded by :data:`BROKER_SOCKET_TIMEOUT`.
     """
     timeout = settings.segment_timeout
     visibility = 2 * timeout
@@ -61,6 +66,8 @@ def make_app(settings: Settings) -> Celery:
             # sweep is every 10 × 10 s).
             "unacked_restore_interval": max(1, min(60, round(visibility / 10))),
             "unacked_restore_throttle": 1,
+            "socket_timeout": BROKER_SOCKET_TIMEOUT,
+            "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
         },
         broker_connection_retry_on_startup=True,
         # A broker restart must not kill running segments: they finish and write their rows.

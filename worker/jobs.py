@@ -163,13 +163,22 @@ def submit(
 
 
 def start(engine: Engine, job_id: int, settings: Settings, on_frame: Callable[[int], None] | None = None) -> None:
-    """Process the job's unfinished segments: in this process, or on workers through the broker."""
+    """Process the job's unfinished segments: in this process, or on workers through the broker.
+
+    A job whose segments cannot be enqueued (the broker unreachable) is marked failed with the reason, which is
+    re-raised; ``fervid retry N`` enqueues it again.
+    """
     if settings.embedded:
         run_embedded(engine, job_id, settings, on_frame)
-    else:
-        from fervid.worker.tasks import enqueue_segments
+        return
+    from fervid.worker.tasks import enqueue_segments
 
-        enqueue_segments(job_id, unfinished_segments(engine, job_id), settings)
+    idxs = unfinished_segments(engine, job_id)
+    try:
+        enqueue_segments(job_id, idxs, settings)
+    except Exception as exc:
+        set_status(engine, job_id, "failed", f"could not enqueue its segments: {str(exc) or type(exc).__name__}")
+        raise
 
 
 def cancel(settings: Settings, job_id: int) -> dict[str, Any]:
