@@ -15,15 +15,15 @@ def list_models() -> None:
     """List the shipped models: name, classes, input size, validation accuracy, checksum, model card."""
     from fervid.model.weights import DEFAULT, Weights
 
-    table = Table("name", "classes", "input", "val. acc.", "sha256", "default")
+    table = Table("name", "classes", "input", "accuracy", "sha256", "default")
     for member in Weights:
         m = member.value
-        accuracy = m.metrics.get("val_accuracy")
+        measured = [(k, m.metrics[k]) for k in ("val_accuracy", "cv10_accuracy") if k in m.metrics]
         table.add_row(
             m.name,
             ", ".join(m.classes),
             f"{m.input_size}px",
-            f"{accuracy:.1%}" if accuracy is not None else "–",
+            ", ".join(f"{v:.1%} ({'validation' if k == 'val_accuracy' else '10-fold'})" for k, v in measured) or "–",
             m.sha256[:12] if m.sha256 else "[yellow]not trained yet[/]",
             "✓" if member is DEFAULT else "",
         )

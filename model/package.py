@@ -49,7 +49,7 @@ width {ckpt.config.width}) for {len(ckpt.classes)} classes: {", ".join(ckpt.clas
 | hardware | {training.get("hardware", "CPU (not recorded)")} |
 | training time | {sum(h["seconds"] for h in history) / 60:.0f} min ({len(history)} epochs run) |
 
-## Validation: `{val_dir}`
+## Accuracy on `{val_dir}`
 
 {report.to_markdown()}
 

@@ -66,12 +66,13 @@ class Weights(Enum):
     CKPLUS_CSA = ShippedModel(
         name="ckplus-csa",
         file="ckplus-csa.pt",
-        sha256="",
+        sha256="cbdb547c9063178cccb26de4985440dfb1d1c7a50f15f02130653a41fa1cb816",
         classes=("happy", "sad", "surprise", "fear", "disgust", "anger"),
         input_size=48,
         width=0.5,
         data="CK+ 48×48 crops, six classes (927 images)",
-        command="",
+        command="fervid train ../shared/datasets/ck48 --classes happy,sad,surprise,fear,disgust,anger --size 48 --width 0.5 --epochs 30 --batch-size 32 --lr 0.001 --schedule cosine --out runs/ckplus-csa",
+        metrics={'cv10_accuracy': 0.9385, 'subject_cv10_accuracy': 0.8727},
     )
 
     @classmethod
