@@ -47,7 +47,7 @@ width {ckpt.config.width}) for {len(ckpt.classes)} classes: {", ".join(ckpt.clas
 | command | `{training.get("command")}` |
 | epochs | {training.get("epoch")} of {training.get("train_config", {}).get("epochs")} (best validation epoch) |
 | hardware | {training.get("hardware", "CPU (not recorded)")} |
-| training time | {sum(h["seconds"] for h in history) / 60:.0f} min ({len(history)} epochs run) |
+| time to the best epoch | {sum(h["seconds"] for h in history) / 60:.0f} min ({len(history)} epochs) |
 
 ## Accuracy on `{val_dir}`
 
