@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -88,14 +89,17 @@ def test_error_is_raised_after_the_items_before_it_through_two_stages() -> None:
     _wait_for_no_stage_threads()
 
 
+def _endless(closed: threading.Event) -> Iterator[int]:
+    """0, 1, 2, ... until closed; sets ``closed`` when the generator is closed."""
+    try:
+        yield from range(10**9)
+    finally:
+        closed.set()
+
+
 def test_consumer_stopping_early_stops_every_stage_and_closes_the_source() -> None:
     closed = threading.Event()
-
-    def source() -> Iterator[int]:
-        try:
-            yield from range(10**9)
-        finally:
-            closed.set()
+    source = partial(_endless, closed)
 
     def passthrough(items: Iterator[int]) -> Iterator[int]:
         yield from items
@@ -109,12 +113,7 @@ def test_consumer_stopping_early_stops_every_stage_and_closes_the_source() -> No
 
 def test_consumer_error_stops_the_producer() -> None:
     closed = threading.Event()
-
-    def source() -> Iterator[int]:
-        try:
-            yield from range(10**9)
-        finally:
-            closed.set()
+    source = partial(_endless, closed)
 
     def consume() -> None:
         for item in prefetch(source(), size=2, name="test-stage"):
