@@ -271,6 +271,7 @@ def run_row(
         val_fraction=VAL_FRACTION,
         callbacks=Callbacks(on_epoch=on_epoch, on_fold=lambda k, n: console.print(f"  {row.key}: fold {k}/{n}")),
     )
+    assert result is not None  # every fold ran
     report = result.report
     outcome = Outcome(report.mean_accuracy, report.std_accuracy, len(report.folds), clock.seconds)
     done.write_text(json.dumps({"outcome": asdict(outcome), "result": result.to_dict()}, indent=2))

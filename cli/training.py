@@ -133,6 +133,10 @@ def evaluate(
     model: Annotated[Optional[str], typer.Option(help="Checkpoint to test (a shipped name or a path).")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="Train and test per split: holdout|kfold|subject-kfold.")] = None,
     folds: Annotated[int, typer.Option()] = 10,
+    fold: Annotated[
+        Optional[list[int]],
+        typer.Option(help="Train only this fold (repeatable), e.g. one process per core; rerun without it for the report."),
+    ] = None,
     subject_pattern: Annotated[str, typer.Option(help="Regex for the subject id in file names.")] = r"S\d+",
     out: Annotated[Path, typer.Option(help="Folder for fold runs and the report (report.json, report.md).")] = Path("runs/evaluate"),
     size: Size = 128,
@@ -180,8 +184,12 @@ def evaluate(
                 data=options,
                 folds=folds,
                 subject_pattern=subject_pattern,
+                only=fold,
                 callbacks=Callbacks(bars.on_epoch, bars.on_batch, bars.on_fold, bars.on_skip),
             )
+        if result is None:
+            console.print(f"fold(s) {', '.join(map(str, fold or []))} done in {out}; other folds have no result yet")
+            return
         payload, markdown, name = result.to_dict(), result.report.to_markdown(), protocol
     (out / "report.json").write_text(json.dumps(payload, indent=2))
     (out / "report.md").write_text(markdown + "\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,13 +129,15 @@ def cross_validate(
     test_fraction: float = 0.1,
     subject_pattern: str = r"S\d+",
     val_fraction: float = 0.1,
+    only: Collection[int] | None = None,
     callbacks: Callbacks | None = None,
-) -> ProtocolResult:
+) -> ProtocolResult | None:
     """Train and test one model per split of ``protocol`` (``holdout``, ``kfold``, ``subject-kfold``).
 
     Each fold trains in ``out_dir/fold-K`` (resumable) and stores its test predictions in ``fold-K/result.json``;
     finished folds are not trained again. Model selection uses a validation split of the fold's training data,
-    never its test data.
+    never its test data. ``only`` (fold numbers from 1) trains just those folds, so that several processes or
+    machines sharing ``out_dir`` split the work; the result is ``None`` while any fold has no predictions yet.
     """
     callbacks = callbacks or Callbacks()
     dataset = data.load(data_dir, callbacks.on_skip)
@@ -143,16 +145,20 @@ def cross_validate(
     splits = make_splits(protocol, dataset.y, folds=folds, test_fraction=test_fraction, groups=groups, seed=train.seed)
     config = _model_config(model, len(dataset.classes))
     device = resolve_device(train.device)
+    if only is not None and not set(only) <= set(range(1, len(splits) + 1)):
+        raise ValueError(f"no fold {sorted(set(only) - set(range(1, len(splits) + 1)))} in {len(splits)} fold(s)")
     results: list[tuple[list[int], list[int]]] = []
     for k, (train_idx, test_idx) in enumerate(splits):
-        if callbacks.on_fold:
-            callbacks.on_fold(k + 1, len(splits))
         fold_dir = Path(out_dir) / f"fold-{k + 1}"
         result_path = fold_dir / "result.json"
         if result_path.exists():
             saved = json.loads(result_path.read_text())
             results.append((saved["y_true"], saved["y_pred"]))
             continue
+        if only is not None and k + 1 not in only:
+            continue
+        if callbacks.on_fold:
+            callbacks.on_fold(k + 1, len(splits))
         fit_idx, val_idx = validation_split(train_idx, dataset.y, val_fraction, train.seed) if val_fraction else (train_idx, None)
         val_set = dataset.subset(val_idx) if val_idx is not None else None
         outcome = fit(
@@ -162,6 +168,8 @@ def cross_validate(
         y_true, y_pred = dataset.y[test_idx].tolist(), probs.argmax(1).tolist()
         result_path.write_text(json.dumps({"test_idx": test_idx.tolist(), "y_true": y_true, "y_pred": y_pred}))
         results.append((y_true, y_pred))
+    if len(results) < len(splits):
+        return None
     report = cross_validation_report(results, dataset.classes)
     params = {
         "folds": len(splits),

@@ -112,6 +112,22 @@ def test_downscale_caps_longest_side() -> None:
     assert same is image and scale == 1.0
 
 
+@pytest.mark.parametrize(("height", "width", "channels"), [(720, 1280, 3), (1081, 1921, 1), (479, 853, 3), (300, 1000, 1)])
+def test_downscale_matches_area_averaging(height: int, width: int, channels: int) -> None:
+    """Block averaging plus bilinear stays close to INTER_AREA, and pixels map back through the scale."""
+    rows, cols = np.mgrid[:height, :width]
+    image = (127 + 100 * np.sin(rows / 37.0) * np.cos(cols / 53.0)).astype(np.uint8)
+    if channels == 3:
+        image = np.dstack([image, image, image])
+    small, scale = downscale(image, 480)
+    assert max(small.shape[:2]) == 480 and small.shape[2:] == image.shape[2:]
+    reference = cv2.resize(image, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - reference).mean() < 1.0
+    y, x = small.shape[0] // 2, small.shape[1] // 3
+    original = image[round((y + 0.5) / scale - 0.5), round((x + 0.5) / scale - 0.5)]
+    assert np.abs(small[y, x].astype(int) - original).max() <= 3
+
+
 def test_decode_centerface_one_peak() -> None:
     heatmap = np.zeros((10, 12), np.float32)
     heatmap[5, 7] = 0.9

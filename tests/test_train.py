@@ -23,6 +23,10 @@ from fervid.model.train import BEST, LAST, TrainConfig, fit
 
 SIZE = 48
 TINY = ModelConfig(width=0.125)
+#: Two folds of the tiny model, one epoch each.
+KFOLD2 = dict(
+    protocol="kfold", model=TINY, train=TrainConfig(epochs=1, batch_size=16, device="cpu"), data=DataOptions(size=SIZE), folds=2
+)
 
 
 @pytest.fixture(autouse=True)
@@ -176,15 +180,8 @@ def test_cross_validate_kfold_per_fold_results_and_resume(
 ) -> None:
     train_dir, _ = stripes
     folds: list[tuple[int, int]] = []
-    kwargs = dict(
-        protocol="kfold",
-        model=TINY,
-        train=TrainConfig(epochs=1, batch_size=16, device="cpu"),
-        data=DataOptions(size=SIZE),
-        folds=2,
-    )
     on_fold = Callbacks(on_fold=lambda k, n: folds.append((k, n)))
-    result = cross_validate(train_dir, tmp_path, callbacks=on_fold, **kwargs)
+    result = cross_validate(train_dir, tmp_path, callbacks=on_fold, **KFOLD2)
     assert folds == [(1, 2), (2, 2)]
     assert result.protocol == "kfold" and result.params["folds"] == 2 and result.params["images"] == 192
     assert len(result.report.folds) == 2 and result.report.classes == ["happy", "sad"]
@@ -200,8 +197,34 @@ def test_cross_validate_kfold_per_fold_results_and_resume(
         raise AssertionError("a finished fold was trained again")
 
     monkeypatch.setattr(experiment, "fit", no_training)
-    again = cross_validate(train_dir, tmp_path, **kwargs)
+    again = cross_validate(train_dir, tmp_path, **KFOLD2)
     assert again.to_dict() == result.to_dict()
+
+
+def test_cross_validate_folds_split_between_runs(stripes: tuple[Path, Path], tmp_path: Path) -> None:
+    """``only`` trains the folds given; the run that completes the set returns the report over all of them."""
+    train_dir, _ = stripes
+    with pytest.raises(ValueError, match="no fold"):
+        cross_validate(train_dir, tmp_path, only={3}, **KFOLD2)
+    assert cross_validate(train_dir, tmp_path, only={2}, **KFOLD2) is None
+    assert (tmp_path / "fold-2" / "result.json").exists() and not (tmp_path / "fold-1").exists()
+    result = cross_validate(train_dir, tmp_path, only={1}, **KFOLD2)
+    assert result is not None and len(result.report.folds) == 2
+    tested = [json.loads((tmp_path / f"fold-{k}" / "result.json").read_text())["test_idx"] for k in (1, 2)]
+    assert sorted(tested[0] + tested[1]) == list(range(192))
+
+
+def test_evaluate_cli_writes_the_report_once_every_fold_ran(stripes: tuple[Path, Path], tmp_path: Path) -> None:
+    train_dir, _ = stripes
+    command = ["evaluate", str(train_dir), "--protocol", "kfold", "--folds", "2", "--size", str(SIZE), "--width", "0.125"]
+    command += ["--epochs", "1", "--batch-size", "16", "--device", "cpu", "--out", str(tmp_path), "--no-store"]
+    first = CliRunner().invoke(app, [*command, "--fold", "2"])
+    assert first.exit_code == 0, first.output
+    assert "other folds have no result yet" in first.output and not (tmp_path / "report.json").exists()
+    assert CliRunner().invoke(app, [*command, "--fold", "5"]).exit_code == 2
+    second = CliRunner().invoke(app, command)
+    assert second.exit_code == 0, second.output
+    assert json.loads((tmp_path / "report.json").read_text())["params"]["folds"] == 2
 
 
 def test_cross_validate_subject_folds_never_share_a_subject(stripes: tuple[Path, Path], tmp_path: Path) -> None:
