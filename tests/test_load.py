@@ -104,6 +104,16 @@ def test_fifty_jobs_at_once_on_two_workers(settings: Settings, workers, video: P
         assert len(rows) == shown, result.output
 
 
+def submit_unavailable(cli: CliRunner, video: Path) -> str:
+    """Submit ``video`` with a service down: exit 3 and one redacted error line, which is returned."""
+    result = cli.invoke(app, ["submit", str(video)])
+    assert result.exit_code == 3, result.output
+    (error,) = error_lines(result.output)
+    assert error.startswith("error: service unavailable: ")
+    assert "Traceback" not in result.output and SECRET not in result.output
+    return error
+
+
 def test_submit_with_the_database_down_enqueues_nothing(
     settings: Settings, video: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,11 +124,7 @@ def test_submit_with_the_database_down_enqueues_nothing(
     assert queued_messages(settings) == 1
 
     monkeypatch.setenv("FERVID_DATABASE_URL", f"postgresql+psycopg://fervid:{SECRET}@{UNREACHABLE}/fervid")
-    result = cli.invoke(app, ["submit", str(video)])
-    assert result.exit_code == 3, result.output
-    (error,) = error_lines(result.output)
-    assert error.startswith("error: service unavailable: ")
-    assert "Traceback" not in result.output and SECRET not in result.output
+    submit_unavailable(cli, video)
     assert queued_messages(settings) == 1, "nothing enqueued without a job row"
 
 
@@ -138,11 +144,7 @@ def test_submit_with_the_broker_down_fails_the_job(
     address = UNREACHABLE if down == "refused" else request.getfixturevalue("silent_broker")
     monkeypatch.setenv("FERVID_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("FERVID_BROKER_URL", f"redis://:{SECRET}@{address}/0")
-    result = cli.invoke(app, ["submit", str(video)])
-    assert result.exit_code == 3, result.output
-    (error,) = error_lines(result.output)
-    assert error.startswith("error: service unavailable: ")
-    assert "Traceback" not in result.output and SECRET not in result.output
+    error = submit_unavailable(cli, video)
 
     # The job was stored before enqueueing failed: it is failed with the broker's error, not queued forever.
     engine = database(settings)
