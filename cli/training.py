@@ -34,6 +34,12 @@ Smoothing = Annotated[float, typer.Option(help="Label smoothing.")]
 Weighted = Annotated[bool, typer.Option(help="Class-weighted cross-entropy.")]
 Seed = Annotated[int, typer.Option()]
 Device = Annotated[str, typer.Option(help="auto|cpu|cuda")]
+ValFraction = Annotated[
+    float,
+    typer.Option(
+        min=0.0, max=0.5, help="Share of the training images held out to pick the best epoch; 0 keeps the last (the paper)."
+    ),
+]
 
 
 def _classes(value: str | None) -> list[str] | None:
@@ -69,7 +75,7 @@ class _Bars:
         self.progress.update(self.batches, completed=done, total=total)
 
     def on_epoch(self, s) -> None:  # type: ignore[no-untyped-def]
-        val = f"  val acc {s.val_accuracy:.4f}" if s.val_accuracy is not None else ""
+        val = f"  val acc {s.val_accuracy:.4f}  val loss {s.val_loss:.4f}" if s.val_accuracy is not None else ""
         mark = " *" if s.best else ""
         self.progress.console.print(
             f"epoch {s.epoch}/{s.epochs}  loss {s.loss:.4f}  train acc {s.train_accuracy:.4f}{val}  {s.seconds:.1f}s{mark}"
@@ -89,7 +95,8 @@ def _progress() -> Progress:
 def train(
     data_dir: DataDir,
     out: Annotated[Path, typer.Option(help="Run folder: best.pt, last.pt (resumable).")] = Path("runs/train"),
-    val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: 10% of DATA_DIR).")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: --val-fraction of DATA_DIR).")] = None,
+    val_fraction: ValFraction = 0.1,
     size: Size = 128,
     classes: Classes = None,
     skip_unknown: SkipUnknown = False,
@@ -121,6 +128,7 @@ def train(
             train=config,
             data=DataOptions(size, _classes(classes), skip_unknown, detect),
             val_dir=val,
+            val_fraction=val_fraction,
             command=shlex.join(["fervid", *sys.argv[1:]]),
             callbacks=Callbacks(bars.on_epoch, bars.on_batch, None, bars.on_skip),
         )
@@ -138,6 +146,7 @@ def evaluate(
         typer.Option(help="Train only this fold (repeatable), e.g. one process per core; rerun without it for the report."),
     ] = None,
     subject_pattern: Annotated[str, typer.Option(help="Regex for the subject id in file names.")] = r"S\d+",
+    val_fraction: ValFraction = 0.1,
     out: Annotated[Path, typer.Option(help="Folder for fold runs and the report (report.json, report.md).")] = Path("runs/evaluate"),
     size: Size = 128,
     classes: Classes = None,
@@ -184,6 +193,7 @@ def evaluate(
                 data=options,
                 folds=folds,
                 subject_pattern=subject_pattern,
+                val_fraction=val_fraction,
                 only=fold,
                 callbacks=Callbacks(bars.on_epoch, bars.on_batch, bars.on_fold, bars.on_skip),
             )

@@ -83,7 +83,7 @@ def train_folder(
         train_set, val_set = dataset, None
     info = {
         "data": str(data_dir),
-        "val_data": str(val_dir) if val_dir else f"{val_fraction:.0%} of the training data",
+        "val_data": str(val_dir) if val_dir else f"{val_fraction:.0%} of the training data" if val_fraction else None,
         "train_images": len(train_set),
         "val_images": len(val_set) if val_set is not None else 0,
         "command": command,
@@ -177,6 +177,7 @@ def cross_validate(
         "size": data.size,
         "model": config.to_dict(),
         "epochs": train.epochs,
+        "val_fraction": val_fraction,
         "seed": train.seed,
     }
     return ProtocolResult(report, protocol, params)

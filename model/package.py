@@ -32,6 +32,8 @@ def model_card(name: str, path: Path, report: ClassificationReport, val_dir: str
     training = ckpt.training
     model = ckpt.build()
     history = training.get("history", [])
+    validated = bool(training.get("val_data"))
+    selection = f"{training['val_data']} ({training.get('val_images')} images)" if validated else "none: the last epoch"
     return f"""# {name}
 
 fervid's lightweight attention VGG ({ckpt.config.arch}, attention `{ckpt.config.attention}` {ckpt.config.position},
@@ -43,9 +45,9 @@ width {ckpt.config.width}) for {len(ckpt.classes)} classes: {", ".join(ckpt.clas
 | input | {ckpt.input_size}×{ckpt.input_size}, {ckpt.config.in_chans} channel(s); preprocessing {json.dumps(ckpt.preprocessing)} |
 | size | {count_parameters(model):,} parameters, {count_flops(model, ckpt.input_size, ckpt.config.in_chans) / 1e6:.1f} MFLOPs per face |
 | training data | {training.get("data")} ({training.get("train_images")} images) |
-| model selection | {training.get("val_data")} ({training.get("val_images")} images) |
+| model selection | {selection} |
 | command | `{training.get("command")}` |
-| epochs | {training.get("epoch")} of {training.get("train_config", {}).get("epochs")} (best validation epoch) |
+| epochs | {training.get("epoch")} of {training.get("train_config", {}).get("epochs")}{" (best validation epoch)" if validated else ""} |
 | hardware | {training.get("hardware", "CPU (not recorded)")} |
 | time to the best epoch | {sum(h["seconds"] for h in history) / 60:.0f} min ({len(history)} epochs) |
 

@@ -1,8 +1,9 @@
 """Training on in-memory image sets: Adam (lr 0.0005, the paper's), batch augmentation, best-on-validation
-checkpoint, resumable from the last epoch's state."""
+checkpoint (accuracy, ties broken by the lower loss), resumable from the last epoch's state."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -50,6 +51,7 @@ class EpochStats:
     loss: float
     train_accuracy: float
     val_accuracy: float | None
+    val_loss: float | None
     seconds: float
     best: bool
 
@@ -105,8 +107,8 @@ def fit(
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
-    """Train, keeping ``best.pt`` (a :class:`~fervid.model.checkpoint.Checkpoint`, best validation accuracy, or the
-    last epoch without a validation set) and ``last.pt`` (full state: resuming continues after its epoch)."""
+    """Train, keeping ``best.pt`` (a :class:`~fervid.model.checkpoint.Checkpoint`: the epoch of the best validation
+    accuracy, of those the one with the lowest validation loss; the last epoch without a validation set) and ``last.pt`` (full state: resuming continues after its epoch)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
@@ -127,7 +129,7 @@ def fit(
     augment = Augment() if config.augment else None
     generator = torch.Generator().manual_seed(config.seed)
 
-    start_epoch, best_acc, history = 0, None, []
+    start_epoch, best_acc, best_loss, history = 0, None, math.inf, []
     last_path, best_path = out_dir / LAST, out_dir / BEST
     if resume and last_path.exists():
         state = torch.load(last_path, map_location=device, weights_only=True)
@@ -138,6 +140,7 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"].cpu())
         start_epoch, best_acc, history = state["epoch"] + 1, state["best_accuracy"], state["history"]
+        best_loss = state.get("best_loss", math.inf)
 
     x_train = torch.from_numpy(train_set.x)
     y_train = torch.from_numpy(train_set.y)
@@ -167,15 +170,19 @@ def fit(
             if on_batch:
                 on_batch(step + 1, steps)
         scheduler.step()
-        val_acc = None
+        val_acc = val_loss = None
         if val_set is not None and len(val_set):
             probs = predict_probabilities(model, val_set.x, device)
             val_acc = float((probs.argmax(1) == val_set.y).mean())
-        is_best = val_acc is None or best_acc is None or val_acc > best_acc
-        stats = EpochStats(epoch + 1, config.epochs, total_loss / n, correct / n, val_acc, time.perf_counter() - started, is_best)
+            val_loss = float(-np.log(np.maximum(probs[np.arange(len(val_set)), val_set.y], 1e-12)).mean())
+        is_best = val_acc is None or best_acc is None or (val_acc, -val_loss) > (best_acc, -best_loss)
+        stats = EpochStats(
+            epoch + 1, config.epochs, total_loss / n, correct / n, val_acc, val_loss, time.perf_counter() - started, is_best
+        )
         history.append(asdict(stats))
         if is_best:
-            best_acc = val_acc if val_acc is not None else best_acc
+            if val_acc is not None:
+                best_acc, best_loss = val_acc, val_loss
             save_checkpoint(
                 best_path,
                 model,
@@ -202,6 +209,7 @@ def fit(
                 "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(),
                 "best_accuracy": best_acc,
+                "best_loss": best_loss,
                 "history": history,
             },
             last_path.with_suffix(".tmp"),

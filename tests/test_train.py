@@ -19,6 +19,7 @@ from fervid.model.checkpoint import load_checkpoint
 from fervid.model.data import ImageSet
 from fervid.model.experiment import Callbacks, DataOptions, cross_validate, evaluate_checkpoint, train_folder
 from fervid.model.network import ModelConfig
+from fervid.model.package import model_card
 from fervid.model.train import BEST, LAST, TrainConfig, fit
 
 SIZE = 48
@@ -137,6 +138,8 @@ def test_train_folder_learns_and_evaluates(stripes: tuple[Path, Path], tmp_path:
     ckpt = load_checkpoint(result.best_path)
     assert ckpt.classes == ["happy", "sad"] and ckpt.input_size == SIZE and ckpt.config.num_classes == 2
     assert ckpt.training["command"] == "pytest" and ckpt.training["train_images"] + ckpt.training["val_images"] == 192
+    best = max(ckpt.training["history"], key=lambda h: (h["val_accuracy"], -h["val_loss"]))  # the first of equals
+    assert ckpt.training["epoch"] == best["epoch"]  # best accuracy, ties to the lower loss
     report = evaluate_checkpoint(result.best_path, test_dir, device="cpu")
     assert report.classes == ["happy", "sad"]
     assert sum(map(sum, report.confusion)) == 60
@@ -218,13 +221,29 @@ def test_evaluate_cli_writes_the_report_once_every_fold_ran(stripes: tuple[Path,
     train_dir, _ = stripes
     command = ["evaluate", str(train_dir), "--protocol", "kfold", "--folds", "2", "--size", str(SIZE), "--width", "0.125"]
     command += ["--epochs", "1", "--batch-size", "16", "--device", "cpu", "--out", str(tmp_path), "--no-store"]
+    command += ["--val-fraction", "0"]  # the paper's protocol: train on the whole training split, keep the last epoch
     first = CliRunner().invoke(app, [*command, "--fold", "2"])
     assert first.exit_code == 0, first.output
     assert "other folds have no result yet" in first.output and not (tmp_path / "report.json").exists()
     assert CliRunner().invoke(app, [*command, "--fold", "5"]).exit_code == 2
     second = CliRunner().invoke(app, command)
     assert second.exit_code == 0, second.output
-    assert json.loads((tmp_path / "report.json").read_text())["params"]["folds"] == 2
+    params = json.loads((tmp_path / "report.json").read_text())["params"]
+    assert params["folds"] == 2 and params["val_fraction"] == 0
+    fold = load_checkpoint(tmp_path / "fold-1" / BEST)
+    assert fold.metrics == {} and [e["val_accuracy"] for e in fold.training["history"]] == [None]
+
+
+def test_cli_train_without_validation_keeps_every_image_and_the_last_epoch(stripes: tuple[Path, Path], tmp_path: Path) -> None:
+    train_dir, _ = stripes
+    command = ["train", str(train_dir), "--out", str(tmp_path), "--size", str(SIZE), "--width", "0.125", "--epochs", "2"]
+    result = CliRunner().invoke(app, [*command, "--batch-size", "16", "--device", "cpu", "--val-fraction", "0"])
+    assert result.exit_code == 0, result.output
+    training = load_checkpoint(tmp_path / BEST).training
+    assert (training["train_images"], training["val_images"], training["epoch"]) == (192, 0, 2)
+    card = model_card("stripes", tmp_path / BEST, evaluate_checkpoint(tmp_path / BEST, train_dir, device="cpu"), "train", "")
+    assert "| model selection | none: the last epoch |" in card and "| epochs | 2 of 2 |" in card
+    assert CliRunner().invoke(app, [*command, "--val-fraction", "0.9"]).exit_code == 2
 
 
 def test_cross_validate_subject_folds_never_share_a_subject(stripes: tuple[Path, Path], tmp_path: Path) -> None:
