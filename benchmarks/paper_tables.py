@@ -49,7 +49,6 @@ SIX = ("happy", "sad", "surprise", "fear", "disgust", "anger")
 PAPER = {"holdout": "98.86%", "kfold": "98.76 ± 1.89%"}
 SEE_PAPER = "see paper"
 TEST_FRACTION = 0.1
-VAL_FRACTION = 0.1
 TABLES = ("1", "2", "3", "4", "subject")
 TITLES = {
     "1": "Table 1: the network against the reference networks",
@@ -210,11 +209,11 @@ def loader_vs_step(data: ImageSet, model: ModelConfig, train: TrainConfig, batch
     return loader, step
 
 
-def training_images(protocol: str, n: int, folds: int) -> float:
+def training_images(protocol: str, n: int, folds: int, val_fraction: float) -> float:
     """Images one epoch of a protocol's trainings sees, summed over its splits (for a time estimate)."""
     if protocol == "holdout":
-        return n * (1 - TEST_FRACTION) * (1 - VAL_FRACTION)
-    return n * (folds - 1) * (1 - VAL_FRACTION)
+        return n * (1 - TEST_FRACTION) * (1 - val_fraction)
+    return n * (folds - 1) * (1 - val_fraction)
 
 
 class Clock:
@@ -234,13 +233,13 @@ class Clock:
 
 
 def run_row(
-    row: Row, data_dir: Path, out: Path, preset: Preset, train: TrainConfig, console: Console
+    row: Row, data_dir: Path, out: Path, preset: Preset, train: TrainConfig, val_fraction: float, console: Console
 ) -> Outcome:
     """Train and test ``row`` in ``out`` (resumable); a finished row is read back from ``out/row.json``."""
     settings = {
         "preset": preset.name, "size": preset.size, "folds": preset.folds, "protocol": row.protocol,
         "model": row.model.to_dict(), "classes": list(SIX),
-        "train": {k: v for k, v in asdict(train).items() if k != "device"},
+        "train": {k: v for k, v in asdict(train).items() if k != "device"}, "val_fraction": val_fraction,
     }
     out.mkdir(parents=True, exist_ok=True)
     saved_settings = out / "settings.json"
@@ -268,7 +267,7 @@ def run_row(
         data=DataOptions(preset.size, SIX),
         folds=preset.folds,
         test_fraction=TEST_FRACTION,
-        val_fraction=VAL_FRACTION,
+        val_fraction=val_fraction,
         callbacks=Callbacks(on_epoch=on_epoch, on_fold=lambda k, n: console.print(f"  {row.key}: fold {k}/{n}")),
     )
     assert result is not None  # every fold ran
@@ -310,8 +309,7 @@ def markdown(
         f"width {preset.width:g} |",
         f"| training | Adam lr {train.lr:g} ({train.schedule}), batch {train.batch_size}, epochs {train.epochs}, "
         f"fervid's batch augmentation, seed {train.seed} |",
-        f"| model selection | best validation accuracy on a stratified {VAL_FRACTION:.0%} of each split's training "
-        "images; the test images are used once, at the end |",
+        f"| model selection | {facts['selection']}; the test images are used once, at the end |",
         f"| holdout | one stratified random split, {TEST_FRACTION:.0%} test (the paper's) |",
         f"| k-fold | stratified random {preset.folds}-fold; mean ± sample std of the fold accuracies (the paper's) |",
         f"| subject k-fold | {preset.folds} folds with no subject (`S\\d+` in the file name) in both the training and "
@@ -351,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (the paper's: 0.0005)")
     parser.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="share of each split's training images that picks the best epoch; 0 keeps the last (the paper)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset or "full"]
@@ -383,7 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = paper_rows(preset, tables)
     reasons = {row.key: unavailable(row.model) for row in rows}
     pending = {row.key: row for row in rows if reasons[row.key] is None and not (runs / row.key / "row.json").exists()}
-    images = sum(training_images(row.protocol, len(data), preset.folds) for row in pending.values()) * train.epochs
+    images = sum(training_images(row.protocol, len(data), preset.folds, args.val_fraction) for row in pending.values())
+    images *= train.epochs
     console.print(f"{len(pending)} runs to do: about {_duration(images / step)} of training at that step rate "
                   "(variants other than the network train at other rates)")
     outcomes: dict[str, Outcome] = {}
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
             console.print(f"[yellow]{row.key}: not run: {escape(str(reasons[row.key]))}[/]")
             continue
         console.print(f"[bold]{row.key}[/]: {escape(row.label)}")
-        outcomes[row.key] = o = run_row(row, args.data, runs / row.key, preset, train, console)
+        outcomes[row.key] = o = run_row(row, args.data, runs / row.key, preset, train, args.val_fraction, console)
         console.print(f"  {row.key}: {_percent(o, row.protocol)} in {_duration(o.seconds)}")
 
     cpu = hardware(torch.device("cpu"))
@@ -408,6 +409,8 @@ def main(argv: list[str] | None = None) -> None:
         "hardware": f"{hardware(device)} (CPU: {cpu})" if device.type == "cuda" else cpu,
         "loader": loader_line,
         "rows_total": _duration(sum(o.seconds for o in outcomes.values())),
+        "selection": f"best validation accuracy on a stratified {args.val_fraction:.0%} of each split's training images"
+        if args.val_fraction else "none: trained on all of each split's training images, the last epoch is tested (the paper's)",
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(markdown(rows, outcomes, preset, train, facts), encoding="utf-8")
