@@ -16,7 +16,6 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fervid.model.backbones import timm_available
 from fervid.model.summary import REFERENCE, paper_variants, summarize
 
 RESULTS = Path(__file__).resolve().parent / "results" / "model_size.md"
@@ -59,17 +58,11 @@ def main(argv: list[str] | None = None) -> None:
 
     console = Console()
     variants = paper_variants(args.classes, args.chans)
-    versions = f"torch {torch.__version__}"
-    note = "timm backbones skipped: install the 'backbones' extra (timm) to include them."
-    if timm_available():
-        import timm
-
-        versions, note = f"{versions}, timm {timm.__version__}", ""
     command = shlex.join(["python", "benchmarks/model_size.py", *(argv if argv is not None else sys.argv[1:])])
     sections = [
         "# Model size\n",
-        f"`{command}` — {versions}, {args.classes} classes, {args.chans} input channel(s).\n",
-        NOTES + (f" {note}" if note else "") + "\n",
+        f"`{command}` — torch {torch.__version__}, {args.classes} classes, {args.chans} input channel(s).\n",
+        NOTES + "\n",
     ]
     for size in sizes:
         title = f"{size}×{size} input"
@@ -81,8 +74,6 @@ def main(argv: list[str] | None = None) -> None:
             table.add_row(*c)
         console.print(table)
         sections.append(markdown(title, cells))
-    if note:
-        console.print(note)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(sections), encoding="utf-8")
     console.print(f"wrote {args.output}")

@@ -4,6 +4,7 @@
 3×3 conv after the first made depthwise-separable (3×3 depthwise + BatchNorm, 1×1 pointwise + BatchNorm + ReLU), an attention module at
 ``position`` in each block, and the three fully connected layers replaced by global average pooling and one
 linear classifier. ``vgg16_gap``: the same with standard 3×3 convs and no attention, the parameter reference.
+:func:`build_model` also builds the paper's Table 1 backbones (:mod:`fervid.model.backbones`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from fervid.model.attention import ATTENTIONS, create_attention
 
 VGG16_BLOCKS: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 POSITIONS: tuple[str, ...] = ("after_conv", "before_pool", "after_pool")
-ARCHS: tuple[str, ...] = ("csa_vgg", "vgg16_gap")
+VGG_ARCHS: tuple[str, ...] = ("csa_vgg", "vgg16_gap")
+#: Every network: the VGG variants and the paper's Table 1 backbones (:mod:`fervid.model.backbones`).
+ARCHS: tuple[str, ...] = (*VGG_ARCHS, "mobilenetv2", "densenet121", "xception")
 MIN_INPUT_SIZE = 32
 
 
@@ -34,8 +37,10 @@ class ModelConfig:
     width: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS and not self.arch.startswith("timm:"):
-            raise ValueError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHS)} or 'timm:<name>'")
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHS)}")
+        if self.arch != "csa_vgg":  # only the paper's network has attention: record what is built
+            object.__setattr__(self, "attention", "none")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"unknown attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
         if self.position not in POSITIONS:
@@ -72,15 +77,29 @@ class DepthwiseSeparableConv(nn.Sequential):
         )
 
 
+def init_weights(model: nn.Module) -> None:
+    """torchvision's MobileNetV2/ResNet initialisation: Kaiming-normal convs (fan_out; fan_in for depthwise),
+    BatchNorm weight 1 and bias 0, linear layers N(0, 0.01) with zero bias."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            # A depthwise filter sees 9 inputs and feeds 9 outputs: fan_out would count every channel.
+            mode = "fan_in" if m.groups > 1 else "fan_out"
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
 class VGG(nn.Module):
     """A VGG16-layout network with global average pooling and one linear classifier."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        separable = config.arch == "csa_vgg"
-        attention = config.attention if separable else "none"
-        conv = DepthwiseSeparableConv if separable else ConvBNReLU
+        conv = DepthwiseSeparableConv if config.arch == "csa_vgg" else ConvBNReLU
         layers: list[nn.Module] = []
         cin = config.in_chans
         for block in VGG16_BLOCKS:
@@ -90,30 +109,17 @@ class VGG(nn.Module):
                 # about 500 parameters but leaves a single 3×3 filter + ReLU as the network's whole view of a gray image.
                 layers.append((ConvBNReLU if cin == config.in_chans else conv)(cin, cout))
                 cin = cout
-                if attention != "none" and config.position == "after_conv" and i < len(block) - 1:
-                    layers.append(create_attention(attention, cout))
-            if attention != "none" and config.position in ("after_conv", "before_pool"):
-                layers.append(create_attention(attention, cin))
+                if config.attention != "none" and config.position == "after_conv" and i < len(block) - 1:
+                    layers.append(create_attention(config.attention, cout))
+            if config.attention != "none" and config.position in ("after_conv", "before_pool"):
+                layers.append(create_attention(config.attention, cin))
             layers.append(nn.MaxPool2d(2))
-            if attention != "none" and config.position == "after_pool":
-                layers.append(create_attention(attention, cin))
+            if config.attention != "none" and config.position == "after_pool":
+                layers.append(create_attention(config.attention, cin))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(cin, config.num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # A depthwise filter sees 9 inputs and feeds 9 outputs: fan_out would count every channel.
-                mode = "fan_in" if m.groups > 1 else "fan_out"
-                nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < MIN_INPUT_SIZE:
@@ -122,9 +128,9 @@ class VGG(nn.Module):
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """The network described by ``config`` (backbones from timm for ``arch='timm:<name>'``)."""
-    if config.arch.startswith("timm:"):
-        from fervid.model.backbones import build_backbone
+    """The network described by ``config``: a VGG variant, or a Table 1 backbone from :mod:`fervid.model.backbones`."""
+    if config.arch in VGG_ARCHS:
+        return VGG(config)
+    from fervid.model.backbones import build_backbone  # backbones imports this module
 
-        return build_backbone(config)
-    return VGG(config)
+    return build_backbone(config)

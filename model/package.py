@@ -33,11 +33,15 @@ def model_card(name: str, path: Path, report: ClassificationReport, val_dir: str
     model = ckpt.build()
     history = training.get("history", [])
     validated = bool(training.get("val_data"))
+    c = ckpt.config
+    network = (
+        f"fervid's lightweight attention VGG ({c.arch}, attention `{c.attention}` {c.position},\nwidth {c.width})"
+        if c.arch == "csa_vgg" else f"`{c.arch}`, a reference network of the paper's Table 1,"
+    )
     selection = f"{training['val_data']} ({training.get('val_images')} images)" if validated else "none: the last epoch"
     return f"""# {name}
 
-fervid's lightweight attention VGG ({ckpt.config.arch}, attention `{ckpt.config.attention}` {ckpt.config.position},
-width {ckpt.config.width}) for {len(ckpt.classes)} classes: {", ".join(ckpt.classes)}.
+{network} for {len(ckpt.classes)} classes: {", ".join(ckpt.classes)}.
 
 | | |
 |---|---|
@@ -49,7 +53,7 @@ width {ckpt.config.width}) for {len(ckpt.classes)} classes: {", ".join(ckpt.clas
 | command | `{training.get("command")}` |
 | epochs | {training.get("epoch")} of {training.get("train_config", {}).get("epochs")}{" (best validation epoch)" if validated else ""} |
 | hardware | {training.get("hardware", "CPU (not recorded)")} |
-| time to the best epoch | {sum(h["seconds"] for h in history) / 60:.0f} min ({len(history)} epochs) |
+| {"time to the best epoch" if validated else "training time"} | {sum(h["seconds"] for h in history) / 60:.0f} min ({len(history)} epochs) |
 
 ## Accuracy on `{val_dir}`
 

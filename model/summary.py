@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from fervid.model.attention import ATTENTIONS
-from fervid.model.backbones import BACKBONES, timm_available
+from fervid.model.backbones import BACKBONES
 from fervid.model.network import POSITIONS, ModelConfig, build_model
 
 REFERENCE = "vgg16_gap"
@@ -40,13 +40,12 @@ def count_flops(model: nn.Module, input_size: int, in_chans: int) -> int:
 
 def paper_variants(num_classes: int = 7, in_chans: int = 1) -> list[tuple[str, ModelConfig]]:
     """The paper's comparisons: CSA-VGG with each attention (at the default position), CSA at each position,
-    the ``vgg16_gap`` reference, and the timm backbones when timm is installed."""
+    the ``vgg16_gap`` reference, and the Table 1 backbones."""
     base = ModelConfig(num_classes=num_classes, in_chans=in_chans)
     variants = [(f"csa_vgg/{'base' if a == 'none' else a}", replace(base, attention=a)) for a in ATTENTIONS]
     variants += [(f"csa_vgg/csa@{p}", replace(base, position=p)) for p in POSITIONS if p != base.position]
-    variants.append((REFERENCE, replace(base, arch=REFERENCE, attention="none")))
-    if timm_available():
-        variants += [(name, replace(base, arch=f"timm:{name}", attention="none")) for name in BACKBONES]
+    variants.append((REFERENCE, replace(base, arch=REFERENCE)))
+    variants += [(name, replace(base, arch=name)) for name in BACKBONES]
     return variants
 
 

@@ -40,8 +40,8 @@ def realistic(config: ModelConfig, seed: int = 0) -> nn.Module:
     "config",
     [ModelConfig(attention=a, width=0.25) for a in ATTENTIONS]
     + [ModelConfig(position=p, in_chans=3, width=0.25) for p in ("after_conv", "after_pool")]
-    + [ModelConfig(arch="vgg16_gap", attention="none", width=0.25)],
-    ids=[*ATTENTIONS, "csa-after_conv-rgb", "csa-after_pool-rgb", "vgg16_gap"],
+    + [ModelConfig(arch="vgg16_gap", attention="none", width=0.25), ModelConfig(arch="mobilenetv2")],
+    ids=[*ATTENTIONS, "csa-after_conv-rgb", "csa-after_pool-rgb", "vgg16_gap", "mobilenetv2"],
 )
 def test_onnx_matches_pytorch(tmp_path: Path, config: ModelConfig) -> None:
     model = realistic(config)

@@ -1,8 +1,6 @@
-"""The paper's network: shapes, attention modules, parameter budget, gradients and the timm backbones."""
+"""The paper's network: shapes, attention modules, parameter budget, gradients and the Table 1 backbones."""
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 import torch
@@ -10,7 +8,7 @@ from torch import nn
 
 from fervid.model.attention import ATTENTIONS, ECAGate, create_attention, eca_kernel_size
 from fervid.model.backbones import BACKBONES, build_backbone
-from fervid.model.network import POSITIONS, ConvBNReLU, DepthwiseSeparableConv, ModelConfig, build_model
+from fervid.model.network import ARCHS, POSITIONS, ConvBNReLU, DepthwiseSeparableConv, ModelConfig, build_model
 from fervid.model.summary import count_flops, count_parameters, summarize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,15 +113,49 @@ def test_summarize_ratios() -> None:
     assert small["params"] == count_parameters(build_model(ModelConfig(width=0.25)))
 
 
-def test_backbone_without_timm_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "timm", None)  # makes `import timm` raise ImportError
-    with pytest.raises(ImportError, match=r"fervid\[backbones\]"):
-        build_model(ModelConfig(arch="timm:mobilenetv2", attention="none"))
-
-
 @pytest.mark.parametrize("name", list(BACKBONES))
-def test_backbones(name: str) -> None:
-    pytest.importorskip("timm")
-    model = build_backbone(ModelConfig(arch=f"timm:{name}", in_chans=1, num_classes=7, attention="none")).eval()
+def test_backbone_output_shape(name: str) -> None:
+    model = build_model(ModelConfig(arch=name, in_chans=1, num_classes=7)).eval()
     with torch.no_grad():
-        assert model(torch.randn(1, 1, 96, 96)).shape == (1, 7)
+        for size in (48, 128):
+            assert model(torch.randn(2, 1, size, size)).shape == (2, 7)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("mobilenetv2", 3_504_872), ("densenet121", 7_978_856), ("xception", 22_855_952)],
+)
+def test_backbone_matches_the_published_parameter_count(name: str, params: int) -> None:
+    """torchvision's mobilenet_v2 and densenet121, timm's legacy_xception: 3 channels, 1000 classes."""
+    model = build_backbone(ModelConfig(arch=name, in_chans=3, num_classes=1000))
+    assert count_parameters(model) == params
+
+
+def test_unknown_arch_lists_the_choices() -> None:
+    assert set(BACKBONES) < set(ARCHS)
+    with pytest.raises(ValueError, match="choose from csa_vgg, vgg16_gap, mobilenetv2, densenet121, xception"):
+        ModelConfig(arch="resnet")
+    with pytest.raises(ValueError, match="choose from mobilenetv2, densenet121, xception"):
+        build_backbone(ModelConfig(arch="csa_vgg"))
+
+
+@pytest.mark.parametrize("arch", ["vgg16_gap", *BACKBONES])
+def test_only_the_papers_network_records_attention(arch: str) -> None:
+    assert ModelConfig(arch=arch, attention="csa").attention == "none"
+    assert ModelConfig(attention="cbam").attention == "cbam"
+
+
+def test_backbone_trains() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="mobilenetv2")).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.randn(8, 1, 48, 48), torch.arange(8) % 7
+    losses = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 2, losses

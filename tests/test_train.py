@@ -243,6 +243,7 @@ def test_cli_train_without_validation_keeps_every_image_and_the_last_epoch(strip
     assert (training["train_images"], training["val_images"], training["epoch"]) == (192, 0, 2)
     card = model_card("stripes", tmp_path / BEST, evaluate_checkpoint(tmp_path / BEST, train_dir, device="cpu"), "train", "")
     assert "| model selection | none: the last epoch |" in card and "| epochs | 2 of 2 |" in card
+    assert "| training time |" in card and "best epoch" not in card
     assert CliRunner().invoke(app, [*command, "--val-fraction", "0.9"]).exit_code == 2
 
 
