@@ -87,6 +87,9 @@ class _Bars:
     def on_skip(self, message: str) -> None:
         self.progress.console.print(f"[yellow]skipped:[/] {message}")
 
+    def on_busy(self, k: int, message: str) -> None:
+        self.progress.console.print(f"[yellow]fold {k} left to another process:[/] {message}")
+
 
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
@@ -195,10 +198,11 @@ def evaluate(
                 subject_pattern=subject_pattern,
                 val_fraction=val_fraction,
                 only=fold,
-                callbacks=Callbacks(bars.on_epoch, bars.on_batch, bars.on_fold, bars.on_skip),
+                callbacks=Callbacks(bars.on_epoch, bars.on_batch, bars.on_fold, bars.on_skip, bars.on_busy),
             )
         if result is None:
-            console.print(f"fold(s) {', '.join(map(str, fold or []))} done in {out}; other folds have no result yet")
+            done = f"fold(s) {', '.join(map(str, fold))} done" if fold else "no report yet"
+            console.print(f"{done} in {out}: other folds have no result yet; the same command without --fold writes the report once they do")
             return
         payload, markdown, name = result.to_dict(), result.report.to_markdown(), protocol
     (out / "report.json").write_text(json.dumps(payload, indent=2))

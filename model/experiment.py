@@ -17,6 +17,7 @@ from fervid.model.metrics import ClassificationReport, CrossValidationReport, cl
 from fervid.model.network import ModelConfig
 from fervid.model.splits import make_splits, subject_of, validation_split
 from fervid.model.infer import resolve_device
+from fervid.model.lock import FolderBusyError
 from fervid.model.train import EpochStats, TrainConfig, TrainResult, fit, predict_probabilities
 
 
@@ -42,6 +43,7 @@ class Callbacks:
     on_batch: Callable[[int, int], None] | None = None
     on_fold: Callable[[int, int], None] | None = None
     on_skip: Callable[[str], None] | None = None
+    on_busy: Callable[[int, str], None] | None = None  # fold number, why it was left to another process
 
 
 @dataclass
@@ -137,7 +139,8 @@ def cross_validate(
     Each fold trains in ``out_dir/fold-K`` (resumable) and stores its test predictions in ``fold-K/result.json``;
     finished folds are not trained again. Model selection uses a validation split of the fold's training data,
     never its test data. ``only`` (fold numbers from 1) trains just those folds, so that several processes or
-    machines sharing ``out_dir`` split the work; the result is ``None`` while any fold has no predictions yet.
+    machines sharing ``out_dir`` split the work; a fold another process is training is left to it (its lock, see
+    :mod:`fervid.model.lock`). The result is ``None`` while any fold has no predictions yet.
     """
     callbacks = callbacks or Callbacks()
     dataset = data.load(data_dir, callbacks.on_skip)
@@ -161,9 +164,14 @@ def cross_validate(
             callbacks.on_fold(k + 1, len(splits))
         fit_idx, val_idx = validation_split(train_idx, dataset.y, val_fraction, train.seed) if val_fraction else (train_idx, None)
         val_set = dataset.subset(val_idx) if val_idx is not None else None
-        outcome = fit(
-            config, dataset.subset(fit_idx), val_set, train, fold_dir, on_epoch=callbacks.on_epoch, on_batch=callbacks.on_batch
-        )
+        try:
+            outcome = fit(
+                config, dataset.subset(fit_idx), val_set, train, fold_dir, on_epoch=callbacks.on_epoch, on_batch=callbacks.on_batch
+            )
+        except FolderBusyError as busy:
+            if callbacks.on_busy:
+                callbacks.on_busy(k + 1, str(busy))
+            continue
         probs = predict_probabilities(load_checkpoint(outcome.best_path).build().to(device), dataset.x[test_idx], device)
         y_true, y_pred = dataset.y[test_idx].tolist(), probs.argmax(1).tolist()
         result_path.write_text(json.dumps({"test_idx": test_idx.tolist(), "y_true": y_true, "y_pred": y_pred}))

@@ -4,6 +4,8 @@ cross-validation protocols' per-fold results and resumability."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from fervid.model import experiment
 from fervid.model.checkpoint import load_checkpoint
 from fervid.model.data import ImageSet
 from fervid.model.experiment import Callbacks, DataOptions, cross_validate, evaluate_checkpoint, train_folder
+from fervid.model.lock import LOCK
 from fervid.model.network import ModelConfig
 from fervid.model.package import model_card
 from fervid.model.train import BEST, LAST, TrainConfig, fit
@@ -215,6 +218,19 @@ def test_cross_validate_folds_split_between_runs(stripes: tuple[Path, Path], tmp
     assert result is not None and len(result.report.folds) == 2
     tested = [json.loads((tmp_path / f"fold-{k}" / "result.json").read_text())["test_idx"] for k in (1, 2)]
     assert sorted(tested[0] + tested[1]) == list(range(192))
+
+
+def test_cross_validate_leaves_a_fold_another_process_trains_to_it(stripes: tuple[Path, Path], tmp_path: Path) -> None:
+    train_dir, _ = stripes
+    (tmp_path / "fold-1").mkdir()
+    (tmp_path / "fold-1" / LOCK).write_text(f"{socket.gethostname()} {os.getppid()}")  # a live process holds fold 1
+    busy: list[int] = []
+    assert cross_validate(train_dir, tmp_path, callbacks=Callbacks(on_busy=lambda k, _: busy.append(k)), **KFOLD2) is None
+    assert busy == [1] and (tmp_path / "fold-2" / "result.json").exists()
+    assert not (tmp_path / "fold-1" / "result.json").exists() and not (tmp_path / "fold-1" / LAST).exists()
+    assert not (tmp_path / "fold-2" / LOCK).exists()
+    (tmp_path / "fold-1" / LOCK).unlink()  # that process finished
+    assert len(cross_validate(train_dir, tmp_path, **KFOLD2).report.folds) == 2
 
 
 def test_evaluate_cli_writes_the_report_once_every_fold_ran(stripes: tuple[Path, Path], tmp_path: Path) -> None:
