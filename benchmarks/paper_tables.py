@@ -260,7 +260,8 @@ def run_row(
         val_fraction=val_fraction,
         callbacks=Callbacks(on_epoch=on_epoch, on_fold=lambda k, n: console.print(f"  {row.key}: fold {k}/{n}")),
     )
-    assert result is not None  # every fold ran
+    if result is None:  # only while another process trains one of its folds (see fervid.model.lock)
+        raise SystemExit(f"{out}: another process is training a fold of this row; rerun when it has finished")
     report = result.report
     outcome = Outcome(report.mean_accuracy, report.std_accuracy, len(report.folds), clock.seconds)
     done.write_text(json.dumps({"outcome": asdict(outcome), "result": result.to_dict()}, indent=2))
