@@ -82,7 +82,7 @@ class Preset:
 FULL = Preset("full", 128, 1.0, 60, 64, 10, "kfold", ("holdout", "kfold"))
 PRESETS = {
     "full": FULL,
-    "quick": Preset("quick", 48, 0.5, 8, 32, 10, "holdout", ("holdout",)),
+    "quick": Preset("quick", 48, 0.5, 8, 32, 5, "holdout", ("holdout",)),
     "smoke": Preset("smoke", 48, 0.125, 1, 32, 2, "holdout", ("holdout",), "a check of the script, not a result"),
 }
 
@@ -335,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tables", default=",".join(TABLES), help="comma-separated subset of 1,2,3,4,subject")
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    parser.add_argument("--folds", type=int, help="override the preset's number of folds")
     parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (the paper's: 0.0005)")
     parser.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
     parser.add_argument("--seed", type=int, default=0)
@@ -343,7 +344,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset or "full"]
-    preset = replace(preset, epochs=args.epochs or preset.epochs, batch_size=args.batch_size or preset.batch_size)
+    preset = replace(
+        preset,
+        epochs=args.epochs or preset.epochs,
+        batch_size=args.batch_size or preset.batch_size,
+        folds=args.folds or preset.folds,
+    )
     tables = [t.strip() for t in args.tables.split(",") if t.strip()]
     if unknown := sorted(set(tables) - set(TABLES)):
         parser.error(f"unknown tables {unknown}; choose from {', '.join(TABLES)}")
