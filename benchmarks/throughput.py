@@ -65,6 +65,7 @@ from sqlalchemy.exc import OperationalError
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest  # noqa: E402 - benchmarks/ is not a package
 
+from fervid.db import database
 from fervid.db.jobs import get_job  # noqa: E402
 from fervid.model.checkpoint import load_checkpoint  # noqa: E402
 from fervid.model.export import INPUT_NAME, OUTPUT_NAME, onnx_bytes  # noqa: E402
@@ -74,7 +75,7 @@ from fervid.model.weights import resolve_model  # noqa: E402
 from fervid.settings import Settings, get_settings  # noqa: E402
 from fervid.worker import runtime  # noqa: E402
 from fervid.worker.decode import iter_frames, probe  # noqa: E402
-from fervid.worker.jobs import Submission, create, database, submit  # noqa: E402
+from fervid.worker.jobs import Submission, create, submit  # noqa: E402
 from fervid.worker.pipeline import SESSION_THREADS, STAGES, SegmentCounts, detect_threads, process_segment, run_segment  # noqa: E402
 from fervid.worker.track import iou  # noqa: E402
 
@@ -447,7 +448,7 @@ def every_frame_section(report: Report, video: Path, settings: Settings, decode_
     wall, _, counts = segment_run(video, settings, end=seconds, every_frame=True)
     fps = counts.frames / wall
     report.table(
-        ("every frame (first %g s)" % seconds, "frames/s", "× real time", "÷ decode-only frames/s"),
+        (f"every frame (first {seconds:g} s)", "frames/s", "× real time", "÷ decode-only frames/s"),
         [("pipeline (no database write)", fps, fps / FPS, fps / decode_fps)],
     )
     report.table(("stage", "ms per frame", "× decode-only"), stage_rows(counts, wall, 1000 / decode_fps))

@@ -44,7 +44,7 @@ app.command()(jobs.recover)
 app.command()(jobs.worker)
 app.command()(training.train)
 app.command()(training.evaluate)
-app.command(name="models")(models.list_models)
+app.add_typer(models.app, name="models")
 app.add_typer(database.app, name="db")
 
 

@@ -19,7 +19,8 @@ DatabaseUrl = Annotated[Optional[str], typer.Option(envvar="FERVID_DATABASE_URL"
 @handle_errors
 def upgrade(revision: str = "head", database_url: DatabaseUrl = None) -> None:
     """Run the Alembic migrations up to REVISION."""
-    from fervid.db.migrate import current, upgrade as run_upgrade
+    from fervid.db.migrate import current
+    from fervid.db.migrate import upgrade as run_upgrade
 
     url = get_settings(database_url=database_url).effective_database_url
     run_upgrade(url, revision)
@@ -28,11 +29,18 @@ def upgrade(revision: str = "head", database_url: DatabaseUrl = None) -> None:
 
 @app.command()
 @handle_errors
-def downgrade(revision: str = "base", database_url: DatabaseUrl = None) -> None:
-    """Undo migrations down to REVISION (base: drop everything fervid created)."""
-    from fervid.db.migrate import current, downgrade as run_downgrade
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="Revision to go down to; base drops every table fervid created.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: a downgrade deletes the data of what it undoes.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Undo migrations down to REVISION (base: drop everything fervid created); needs --yes."""
+    from fervid.db.migrate import current
+    from fervid.db.migrate import downgrade as run_downgrade
 
     url = get_settings(database_url=database_url).effective_database_url
+    if not yes:
+        raise typer.BadParameter(f"a downgrade to {revision} deletes the data it undoes; add --yes to confirm")
     run_downgrade(url, revision)
     console.print(f"{redact(url)} at revision {current(url) or 'base'}")
 

@@ -20,7 +20,11 @@ EXIT_FAILED = 1  # the job ran and failed
 EXIT_BAD_INPUT = 2  # bad input or arguments (also Typer's usage errors)
 EXIT_UNAVAILABLE = 3  # database or broker unreachable
 
-err_console = Console(stderr=True, highlight=False)
+#: Click's UsageError as Typer ships it (Typer vendors Click): typer.BadParameter and its kin.
+_USAGE_ERROR: type[Exception] = typer.BadParameter.__mro__[1]
+
+#: soft_wrap: a message is one line however narrow the terminal (or when stderr is no terminal at all).
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 _debug = False
 
 
@@ -38,6 +42,11 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\1:***@", text)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (escape sequences, newlines in file names) shown as ``\\x1b``, ``\\n``."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def _unavailable(exc: BaseException) -> bool:
     names = {cls.__name__ for cls in type(exc).__mro__}
     return bool(names & {"OperationalError", "InterfaceError", "ConnectionError", "OperationalException", "TimeoutError"})
@@ -52,6 +61,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except typer.Exit:
             raise
+        except _USAGE_ERROR as exc:  # a bad option found inside a command (typer.BadParameter)
+            error, code, message = exc, EXIT_BAD_INPUT, exc.format_message()
         except (ValueError, LookupError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             error, code, message = exc, EXIT_BAD_INPUT, str(exc)
         except KeyboardInterrupt as exc:
@@ -64,7 +75,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
                 code, message = EXIT_FAILED, f"{type(exc).__name__}: {exc}"
         if _debug:
             _print_traceback(error)
-        err_console.print(f"[bold red]error:[/] {escape(redact(message))}")
+        err_console.print(f"[bold red]error:[/] {escape(printable(redact(message)))}")
         raise typer.Exit(code)
 
     return wrapper

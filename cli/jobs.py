@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fervid.cli.errors import EXIT_FAILED, err_console, handle_errors, redact
+from fervid.cli.errors import EXIT_FAILED, err_console, handle_errors, printable, redact
 from fervid.settings import Settings, get_settings
 
 console = Console(highlight=False)
@@ -42,6 +42,9 @@ def submit(
     model: Annotated[Optional[str], typer.Option(help="Shipped model name (`fervid models`) or checkpoint path.")] = None,
     detector: Annotated[Optional[str], typer.Option(help="centerface (default), haar (the paper's), or none (images are face crops).")] = None,
     detect_every: Annotated[Optional[int], typer.Option(help="Detect on every k-th sampled frame; the tracker fills the gaps.")] = None,
+    flip: Annotated[
+        Optional[bool], typer.Option(help="Average each face with its mirror image (FERVID_FLIP) [default: on].")
+    ] = None,
     labels: Annotated[Optional[Path], typer.Option(help="CSV start,end,label (seconds) with the video's ground truth.")] = None,
     segment_seconds: Annotated[Optional[float], typer.Option(help="Segment length for parallel workers.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="With a broker: wait for the job and show its progress.")] = False,
@@ -49,19 +52,20 @@ def submit(
     broker_url: BrokerUrl = None,
 ) -> None:
     """Submit a video or an image folder. Prints the job id; on the embedded default the job runs right away."""
-    from fervid.worker.jobs import Submission, submit as submit_job
+    from fervid.worker.jobs import Submission
+    from fervid.worker.jobs import submit as submit_job
 
     if every_frame and sample_fps is not None:
         raise typer.BadParameter("give --sample-fps or --every-frame, not both")
     settings = _settings(
         database_url, broker_url, sample_fps=sample_fps, model=model, detector=detector, detect_every=detect_every,
-        segment_seconds=segment_seconds,
+        segment_seconds=segment_seconds, flip=flip,
     )  # fmt: skip
     with _progress(None) as progress:
         task = progress.add_task("frames", total=None, visible=settings.embedded)
 
         def created(job_id: int, job: dict[str, Any]) -> None:
-            progress.console.print(f"job {job_id}: {job['kind']} {job['source']}")
+            progress.console.print(f"job {job_id}: {job['kind']} {escape(printable(job['source']))}")
             progress.update(task, total=job["frames_total"], description=f"job {job_id}")
 
         job_id = submit_job(
@@ -77,7 +81,7 @@ def submit(
 
 
 def _wait(settings: Settings, job_id: int) -> None:
-    from fervid.worker.jobs import database
+    from fervid.db import database
     from fervid.db.jobs import get_job
 
     engine = database(settings)
@@ -97,8 +101,8 @@ def _wait(settings: Settings, job_id: int) -> None:
 
 
 def _exit_for(settings: Settings, job_id: int) -> None:
+    from fervid.db import database
     from fervid.db.jobs import get_job
-    from fervid.worker.jobs import database
 
     job = get_job(database(settings), job_id)
     if job["status"] == "failed":
@@ -112,16 +116,16 @@ def list_jobs(
     database_url: DatabaseUrl = None,
 ) -> None:
     """List jobs, newest first; a failed job shows its error."""
+    from fervid.db import database
     from fervid.db.jobs import list_jobs as query
-    from fervid.worker.jobs import database
 
     table = Table("id", "status", "kind", "source", "frames", "faces", "segments", "created", "error")
     for job in query(database(_settings(database_url)), limit):
         color = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}.get(job["status"], "white")
         table.add_row(
-            str(job["id"]), f"[{color}]{job['status']}[/]", job["kind"], escape(_short(job["source"])), str(job["frames_done"]),
+            str(job["id"]), f"[{color}]{job['status']}[/]", job["kind"], escape(printable(_short(job["source"]))), str(job["frames_done"]),
             str(job["faces"]), f"{job['segments_done']}/{job['segments_total']}", f"{job['created_at']:%Y-%m-%d %H:%M}",
-            escape(redact(job["error"] or "")),
+            escape(printable(redact(job["error"] or ""))),
         )  # fmt: skip
     console.print(table)
 
@@ -139,8 +143,8 @@ def report(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Report on a job: summary, expression distribution, per-track timelines, recall statistics."""
+    from fervid.db import database
     from fervid.db.reports import job_report
-    from fervid.worker.jobs import database
 
     engine = database(_settings(database_url))
     data = job_report(engine, job)
@@ -166,7 +170,7 @@ def _report_csv(data: dict[str, Any]) -> None:
     labels = list(data["distribution"])
     writer = csv.writer(sys.stdout)
     writer.writerow(["track", "first_t", "last_t", "faces", "dominant", *labels])
-    dominant = max(labels, key=lambda c: data["distribution"][c]["faces"]) if labels else ""
+    dominant = max(labels, key=lambda c: data["distribution"][c]["faces"]) if data["faces"] else ""
     writer.writerow(["all", "", "", data["faces"], dominant, *(data["distribution"][c]["share"] for c in labels)])
     for t in data["tracks"]:
         writer.writerow([t["id"], t["first_t"], t["last_t"], t["faces"], t["dominant_label"], *(t["shares"].get(c, 0.0) for c in labels)])
@@ -181,8 +185,8 @@ def export(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Export a job's timeline, streaming (memory does not grow with the job)."""
+    from fervid.db import database
     from fervid.db.export import export_timeline
-    from fervid.worker.jobs import database
 
     count = export_timeline(database(_settings(database_url)), job, format, output, per=per)
     err_console.print(f"exported {count} rows" + (f" to {output}" if output else ""))

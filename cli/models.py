@@ -1,31 +1,82 @@
-"""``fervid models``: the shipped models."""
+"""``fervid models``: the shipped models; ``fervid models package``: make a trained checkpoint a shipped one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 from rich.console import Console
 from rich.table import Table
 
 from fervid.cli.errors import handle_errors
 
 console = Console(highlight=False)
+app = typer.Typer(help="Shipped models: list them (no command), or package a checkpoint as one.", invoke_without_command=True)
+#: The registry's metrics, as `fervid models` names them.
+METRICS = {
+    "val_accuracy": "validation",
+    "pipeline_accuracy": "end to end, CenterFace",
+    "cv10_accuracy": "random 10-fold",
+    "subject_cv10_accuracy": "subject-independent 10-fold",
+}
 
 
-@handle_errors
+@app.callback()
+def models(ctx: typer.Context) -> None:
+    """List the shipped models: name, classes, input size, measured accuracy, checksum, model card."""
+    if ctx.invoked_subcommand is None:
+        handle_errors(list_models)()
+
+
 def list_models() -> None:
-    """List the shipped models: name, classes, input size, validation accuracy, checksum, model card."""
     from fervid.model.weights import DEFAULT, Weights
 
     table = Table("name", "classes", "input", "accuracy", "sha256", "default")
     for member in Weights:
         m = member.value
-        measured = [(k, m.metrics[k]) for k in ("val_accuracy", "cv10_accuracy") if k in m.metrics]
+        measured = [(METRICS[k], m.metrics[k]) for k in METRICS if k in m.metrics]
         table.add_row(
             m.name,
             ", ".join(m.classes),
             f"{m.input_size}px",
-            ", ".join(f"{v:.1%} ({'validation' if k == 'val_accuracy' else '10-fold'})" for k, v in measured) or "–",
-            m.sha256[:12] if m.sha256 else "[yellow]not trained yet[/]",
+            ", ".join(f"{v:.1%} ({what})" for what, v in measured) or "–",
+            m.sha256[:12],
             "✓" if member is DEFAULT else "",
         )
     console.print(table)
     console.print("model cards: " + ", ".join(str(member.value.card) for member in Weights if member.value.card.exists()))
+
+
+@app.command()
+@handle_errors
+def package(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A trained best.pt or last checkpoint.")],
+    name: Annotated[str, typer.Option(help="Shipped name, e.g. ferplus-csa.")],
+    val: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Labelled folder the card's metrics are measured on.")],
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated subset of classes to evaluate.")] = None,
+    notes: Annotated[str, typer.Option(help="Known limits and end-to-end figures (markdown) for the card.")] = "",
+) -> None:
+    """Write fervid/model/weights/NAME.pt (fp16) and its model card; prints the registry entry's values."""
+    import json
+
+    from fervid.model.package import package as run
+
+    subset = [c.strip() for c in classes.split(",")] if classes else None
+    console.print(json.dumps(run(checkpoint, name, str(val), notes, subset), indent=2))
+
+
+@app.command()
+@handle_errors
+def recalibrate(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A checkpoint trained on face crops as they are.")],
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="The folder of crops it was trained on.")],
+    out: Annotated[Path, typer.Option(help="Where to write the recalibrated checkpoint.")],
+) -> None:
+    """Give a checkpoint the crop definition calibrated on its training crops, so that jobs frame faces like them."""
+    import json
+
+    from fervid.model.experiment import recalibrate as run
+
+    console.print(json.dumps(run(checkpoint, data, out), indent=2))
+    console.print(f"wrote {out}")

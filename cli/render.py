@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from fervid.cli.errors import printable
 from fervid.expressions import COLORS
 
 
@@ -17,6 +18,11 @@ def _seconds(value: float | None) -> str:
         return "–"
     minutes, seconds = divmod(value, 60)
     return f"{int(minutes):02d}:{seconds:04.1f}"
+
+
+def _number(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or "–" where there is none (a class without faces or samples)."""
+    return "–" if value is None else format(value, spec)
 
 
 def _timeline(codes: str, legend: dict[str, str]) -> Text:
@@ -32,8 +38,8 @@ def render_report(console: Console, data: dict[str, Any]) -> None:
     speed = f"{data['speed']:.1f}× real time" if data.get("speed") else "–"
     summary = Table.grid(padding=(0, 2))
     for name, value in [
-        ("source", data["source"]),
-        ("status", data["status"] + (f" — {data['error']}" if data.get("error") else "")),
+        ("source", printable(data["source"])),
+        ("status", data["status"] + (f" — {printable(data['error'])}" if data.get("error") else "")),
         ("kind", data["kind"]),
         ("duration", _seconds(data.get("duration"))),
         ("frames", f"{data['frames_done']} ({data['failed_frames']} failed, {data['warnings']} warnings)"),
@@ -46,7 +52,7 @@ def render_report(console: Console, data: dict[str, Any]) -> None:
 
     dist = Table("expression", "faces", "share", "mean p", title="expression distribution")
     for label, row in data["distribution"].items():
-        dist.add_row(Text(label, style=COLORS.get(label, "")), str(row["faces"]), f"{row['share']:.1%}", f"{row['mean_probability']:.3f}")
+        dist.add_row(Text(label, style=COLORS.get(label, "")), str(row["faces"]), _number(row["share"], ".1%"), _number(row["mean_probability"], ".3f"))
     console.print(dist)
 
     if data["tracks"]:
@@ -66,11 +72,17 @@ def render_report(console: Console, data: dict[str, Any]) -> None:
             legend.append(f"{code}={label} ", style=COLORS.get(label, ""))
         console.print(legend)
 
+    if data.get("events"):
+        events = Table("segment", "level", "message", title=f"events ({data['warnings']} warnings)")
+        for event in data["events"]:
+            events.add_row(str(event["segment"]), event["level"], Text(printable(event["message"])))
+        console.print(events)
+
     evaluation = data.get("evaluation")
     if evaluation:
         metrics = Table("class", "recall", "precision", "f1", "support", title=f"recall statistics — accuracy {evaluation['accuracy']:.2%}")
         for label, m in evaluation["per_class"].items():
-            metrics.add_row(label, f"{m['recall']:.3f}", f"{m['precision']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+            metrics.add_row(label, _number(m["recall"], ".3f"), _number(m["precision"], ".3f"), _number(m["f1"], ".3f"), str(m["support"]))
         confusion = Table("truth \\ pred", *evaluation["classes"], title="confusion matrix")
         for label, row in zip(evaluation["classes"], evaluation["confusion"]):
             confusion.add_row(label, *(str(v) for v in row))

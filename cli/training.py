@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fervid.cli.errors import handle_errors
 from fervid.settings import get_settings
@@ -28,8 +28,23 @@ Width = Annotated[float, typer.Option(help="Width multiplier of every layer (the
 Arch = Annotated[str, typer.Option(help="csa_vgg|vgg16_gap|mobilenetv2|densenet121|xception")]
 Epochs = Annotated[int, typer.Option()]
 BatchSize = Annotated[int, typer.Option()]
-Lr = Annotated[float, typer.Option(help="Adam learning rate (the paper: 0.0005).")]
+Lr = Annotated[float, typer.Option(help="Learning rate (the paper: Adam, 0.0005).")]
 Schedule = Annotated[str, typer.Option(help="constant|cosine")]
+Optimizer = Annotated[str, typer.Option(help="adam|adamw|sgd (Nesterov momentum 0.9)")]
+WeightDecay = Annotated[float, typer.Option(help="Weight decay.")]
+Erasing = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability of random erasing per image.")]
+Mixup = Annotated[float, typer.Option(min=0.0, help="Mixup Beta(a, a) parameter; 0 is off.")]
+Precision = Annotated[str, typer.Option(help="auto|fp32|bf16 on CPU (auto: the faster, measured at start); CUDA: fp16.")]
+Crop = Annotated[
+    str,
+    typer.Option(
+        help="aligned: cut every image with CenterFace and the calibrated crop, as jobs do; calibrated: train on the "
+        "images as they are, record the crop that reproduces their framing; legacy: box plus 20 % margin."
+    ),
+]
+SoftLabels = Annotated[
+    Optional[Path], typer.Option(exists=True, dir_okay=False, help="CSV of per-image label distributions (e.g. FER+ votes.csv).")
+]
 Smoothing = Annotated[float, typer.Option(help="Label smoothing.")]
 Weighted = Annotated[bool, typer.Option(help="Class-weighted cross-entropy.")]
 Seed = Annotated[int, typer.Option()]
@@ -46,22 +61,11 @@ def _classes(value: str | None) -> list[str] | None:
     return [c.strip() for c in value.split(",") if c.strip()] if value else None
 
 
-def _configs(arch, attention, position, width, epochs, batch_size, lr, schedule, smoothing, weighted, seed, device):  # type: ignore[no-untyped-def]
+def _configs(arch, attention, position, width, **train):  # type: ignore[no-untyped-def]
     from fervid.model.network import ModelConfig
     from fervid.model.train import TrainConfig
 
-    model = ModelConfig(arch=arch, attention=attention, position=position, width=width)
-    train = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        schedule=schedule,
-        label_smoothing=smoothing,
-        class_weighted=weighted,
-        seed=seed,
-        device=device,
-    )
-    return model, train
+    return ModelConfig(arch=arch, attention=attention, position=position, width=width), TrainConfig(**train)
 
 
 class _Bars:
@@ -75,11 +79,7 @@ class _Bars:
         self.progress.update(self.batches, completed=done, total=total)
 
     def on_epoch(self, s) -> None:  # type: ignore[no-untyped-def]
-        val = f"  val acc {s.val_accuracy:.4f}  val loss {s.val_loss:.4f}" if s.val_accuracy is not None else ""
-        mark = " *" if s.best else ""
-        self.progress.console.print(
-            f"epoch {s.epoch}/{s.epochs}  loss {s.loss:.4f}  train acc {s.train_accuracy:.4f}{val}  {s.seconds:.1f}s{mark}"
-        )
+        self.progress.console.print(s.line())
 
     def on_fold(self, k: int, n: int) -> None:
         self.progress.console.print(f"[bold]fold {k}/{n}[/]")
@@ -92,36 +92,67 @@ class _Bars:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console,
+    )
 
 
 def train(
-    data_dir: DataDir,
-    out: Annotated[Path, typer.Option(help="Run folder: best.pt, last.pt (resumable).")] = Path("runs/train"),
+    data_dir: Annotated[
+        Optional[Path], typer.Argument(exists=True, file_okay=False, help="One sub-folder per class (not with --resume).")
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Run folder: run.json, images.npz, best.pt, last.pt [default: FERVID_DATA_DIR/runs/<DATA_DIR name>]."),
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(exists=True, file_okay=False, help="Continue the run in this folder exactly as it was started.")
+    ] = None,
     val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: --val-fraction of DATA_DIR).")] = None,
     val_fraction: ValFraction = 0.1,
     size: Size = 128,
     classes: Classes = None,
     skip_unknown: SkipUnknown = False,
-    detect: Detect = None,
+    crop: Crop = "aligned",
+    soft_labels: SoftLabels = None,
     arch: Arch = "csa_vgg",
     attention: Attention = "csa",
     position: Position = "before_pool",
     width: Width = 1.0,
     epochs: Epochs = 30,
     batch_size: BatchSize = 64,
+    optimizer: Optimizer = "adam",
     lr: Lr = 5e-4,
+    weight_decay: WeightDecay = 0.0,
     schedule: Schedule = "constant",
     smoothing: Smoothing = 0.0,
     weighted: Weighted = False,
+    erasing: Erasing = 0.0,
+    mixup: Mixup = 0.0,
     seed: Seed = 0,
     device: Device = "auto",
+    precision: Precision = "auto",
 ) -> None:
-    """Train fervid's network on a class-folder tree; resumes from OUT/last.pt when it exists."""
-    from fervid.model.experiment import Callbacks, DataOptions, train_folder
+    """Train fervid's network on a class-folder tree; the same command, or --resume OUT, continues an interrupted run."""
+    from fervid.model.experiment import Callbacks, DataOptions, resume_run, train_folder
 
+    if (data_dir is None) == (resume is None):
+        raise typer.BadParameter("give DATA_DIR or --resume RUN_DIR")
+    if resume is not None:
+        with _progress() as progress:
+            bars = _Bars(progress)
+            result = handle_errors(resume_run)(resume, Callbacks(bars.on_epoch, bars.on_batch, None, bars.on_skip))
+        _print_best(result)
+        return
+    assert data_dir is not None
+    out = out or get_settings().data_dir / "runs" / data_dir.resolve().name
     run = handle_errors(train_folder)
-    model, config = _configs(arch, attention, position, width, epochs, batch_size, lr, schedule, smoothing, weighted, seed, device)
+    model, config = handle_errors(_configs)(
+        arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+        optimizer=optimizer, schedule=schedule, label_smoothing=smoothing, class_weighted=weighted, erasing=erasing,
+        mixup=mixup, seed=seed, device=device, precision=precision,
+    )  # fmt: skip
     with _progress() as progress:
         bars = _Bars(progress)
         result = run(
@@ -129,12 +160,17 @@ def train(
             out,
             model=model,
             train=config,
-            data=DataOptions(size, _classes(classes), skip_unknown, detect),
+            data=DataOptions(size, _classes(classes), skip_unknown, soft_labels=soft_labels),
             val_dir=val,
             val_fraction=val_fraction,
+            crop=crop,
             command=shlex.join(["fervid", *sys.argv[1:]]),
             callbacks=Callbacks(bars.on_epoch, bars.on_batch, None, bars.on_skip),
         )
+    _print_best(result)
+
+
+def _print_best(result) -> None:  # type: ignore[no-untyped-def]
     best = f"{result.best_accuracy:.4f}" if result.best_accuracy is not None else "n/a"
     console.print(f"best checkpoint: {result.best_path} (validation accuracy {best})")
 
@@ -155,18 +191,23 @@ def evaluate(
     classes: Classes = None,
     skip_unknown: SkipUnknown = False,
     detect: Detect = None,
+    flip: Annotated[bool, typer.Option(help="Average each face's probabilities with its mirror image's.")] = False,
+    crop: Crop = "legacy",
     arch: Arch = "csa_vgg",
     attention: Attention = "csa",
     position: Position = "before_pool",
     width: Width = 1.0,
     epochs: Epochs = 30,
     batch_size: BatchSize = 64,
+    optimizer: Optimizer = "adam",
     lr: Lr = 5e-4,
+    weight_decay: WeightDecay = 0.0,
     schedule: Schedule = "constant",
     smoothing: Smoothing = 0.0,
     weighted: Weighted = False,
     seed: Seed = 0,
     device: Device = "auto",
+    precision: Precision = "auto",
     store: Annotated[
         Optional[bool], typer.Option(help="Store the result as an evaluation run [default: when FERVID_DATABASE_URL is set].")
     ] = None,
@@ -181,10 +222,16 @@ def evaluate(
     if model is not None:
         from fervid.model.weights import resolve_model
 
-        report = handle_errors(evaluate_checkpoint)(handle_errors(resolve_model)(model), data_dir, data=options, device=device)
+        report = handle_errors(evaluate_checkpoint)(
+            handle_errors(resolve_model)(model), data_dir, data=options, device=device, flip=flip
+        )
         payload, markdown, name = report.to_dict(), report.to_markdown(), "checkpoint"
     else:
-        net, config = _configs(arch, attention, position, width, epochs, batch_size, lr, schedule, smoothing, weighted, seed, device)
+        net, config = handle_errors(_configs)(
+            arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            optimizer=optimizer, schedule=schedule, label_smoothing=smoothing, class_weighted=weighted, seed=seed,
+            device=device, precision=precision,
+        )  # fmt: skip
         with _progress() as progress:
             bars = _Bars(progress)
             result = handle_errors(cross_validate)(
@@ -197,6 +244,7 @@ def evaluate(
                 folds=folds,
                 subject_pattern=subject_pattern,
                 val_fraction=val_fraction,
+                crop=crop,
                 only=fold,
                 callbacks=Callbacks(bars.on_epoch, bars.on_batch, bars.on_fold, bars.on_skip, bars.on_busy),
             )

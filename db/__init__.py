@@ -10,9 +10,8 @@ from fervid.db.jobs import (
     list_jobs,
     set_status,
     unfinished_segments,
-    update_progress,
 )
-from fervid.db.migrate import current, downgrade, ensure_schema, upgrade
+from fervid.db.migrate import current, database, downgrade, ensure_schema, upgrade
 from fervid.db.reports import job_report, timeline_rows
 from fervid.db.writes import finalize_job, label_pairs, remap_tracks, store_evaluation, write_segment
 
@@ -21,6 +20,7 @@ __all__ = [
     "begin_segment",
     "create_job",
     "current",
+    "database",
     "dispose_engines",
     "downgrade",
     "ensure_schema",
@@ -36,7 +36,6 @@ __all__ = [
     "store_evaluation",
     "timeline_rows",
     "unfinished_segments",
-    "update_progress",
     "upgrade",
     "write_segment",
 ]

@@ -23,8 +23,32 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
+#: Database URL schemes fervid accepts, and the SQLAlchemy dialect+driver each one is served by: PostgreSQL through
+#: the installed psycopg 3 whatever driver the URL names (``postgres://`` as Heroku and libpq write it,
+#: ``postgresql+psycopg2://`` as older guides do), SQLite through the standard library.
+URL_SCHEMES: dict[str, str] = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgresql+psycopg2": "postgresql+psycopg",
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+}
+
+
+def database_url(url: str) -> str:
+    """``url`` with its scheme mapped onto the installed driver (:data:`URL_SCHEMES`); an unknown scheme is a
+    :class:`ValueError` listing the accepted ones."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in URL_SCHEMES:
+        accepted = ", ".join(f"{s}://" for s in URL_SCHEMES)
+        raise ValueError(f"database URL {scheme + sep if sep else url!r}: unsupported scheme; use one of {accepted}")
+    return f"{URL_SCHEMES[scheme.lower()]}://{rest}"
+
+
 def get_engine(url: str) -> Engine:
-    """The process-wide engine for ``url`` (created on first use)."""
+    """The process-wide engine for ``url`` (its scheme mapped by :func:`database_url`; created on first use)."""
+    url = database_url(url)
     with _lock:
         engine = _engines.get(url)
         if engine is None:

@@ -162,16 +162,18 @@ def _write_csv(records: Iterable[dict[str, Any]], columns: tuple[tuple[str, str]
     names = [name for name, _ in columns]
     writer.writerow(names)
     count = 0
-    for count, record in enumerate(records, 1):
+    for record in records:
         writer.writerow([record[name] for name in names])
+        count += 1
     return count
 
 
 def _write_jsonl(records: Iterable[dict[str, Any]], columns: tuple[tuple[str, str], ...], stream: TextIO) -> int:
     """One JSON object per line; NULL is ``null``."""
     count = 0
-    for count, record in enumerate(records, 1):
+    for record in records:
         stream.write(json.dumps(record) + "\n")
+        count += 1
     return count
 
 

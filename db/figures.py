@@ -285,11 +285,11 @@ def _confusion_figure(job_id: int, evaluation: dict[str, Any]) -> Figure:
     matrix.set_ylabel("true")
     matrix.set_title("confusion (row-normalised)", fontsize=10)
     per_class = evaluation["per_class"]
-    values = [per_class.get(c, {}).get("recall") or 0.0 for c in classes]
-    bars = recall.barh(range(n), values, color=[_color(c) for c in classes])
+    values = [per_class.get(c, {}).get("recall") for c in classes]
+    bars = recall.barh(range(n), [v or 0.0 for v in values], color=[_color(c) for c in classes])
     recall.bar_label(
-        bars, [f"{v:.0%} (n={per_class.get(c, {}).get('support', 0)})" for c, v in zip(classes, values)], fontsize=8,
-        padding=2,
+        bars, [f"{'n/a' if v is None else format(v, '.0%')} (n={per_class.get(c, {}).get('support', 0)})" for c, v in zip(classes, values)],
+        fontsize=8, padding=2,
     )  # fmt: skip
     recall.set_yticks(range(n), classes)
     recall.invert_yaxis()

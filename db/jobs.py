@@ -153,12 +153,6 @@ def fail_segment(engine: Engine, job_id: int, idx: int, error: str) -> None:
         )
 
 
-def update_progress(engine: Engine, job_id: int, frames_done: int) -> None:
-    """Record a live ``frames_done`` count (finished segments overwrite it with the exact sum)."""
-    with write_transaction(engine) as conn:
-        conn.execute(update(jobs).where(jobs.c.id == job_id).values(frames_done=frames_done))
-
-
 def get_segments(engine: Engine, job_id: int) -> list[dict[str, Any]]:
     """The job's segments in order, as dicts."""
     seg = segment_table.c

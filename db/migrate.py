@@ -14,9 +14,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from fervid.db.engine import get_engine, write_transaction
+from fervid.settings import Settings
 
 #: Arbitrary 64-bit key of the PostgreSQL advisory lock held while migrating.
 MIGRATION_LOCK_KEY = 0x666572766964  # b"fervid"
@@ -63,6 +64,14 @@ def ensure_schema(url: str) -> None:
     """Upgrade to the newest revision unless the database is already there (one query when it is)."""
     if current(url) != head():
         upgrade(url)
+
+
+def database(settings: Settings) -> Engine:
+    """The database's front door: the configured database (:attr:`Settings.effective_database_url`), migrated to
+    the current schema."""
+    url = settings.effective_database_url
+    ensure_schema(url)
+    return get_engine(url)
 
 
 def _run(url: str, step: Callable[[Config, str], None], revision: str) -> None:

@@ -18,6 +18,7 @@ from fervid.db.schema import (
     fervid_recall,
     fervid_timeline,
     fervid_track_summary,
+    job_events,
     job_stats,
 )
 from fervid.expressions import EXPRESSIONS
@@ -82,7 +83,7 @@ def _floor_sqlite(element: _floor, compiler: Any, **kw: Any) -> str:
 
 
 def job_report(engine: Engine, job_id: int, timeline_width: int = 60) -> dict[str, Any]:
-    """A JSON-serialisable report: the job's fields, label distribution, tracks and evaluation.
+    """A JSON-serialisable report: the job's fields, label distribution, tracks, evaluation and events.
 
     Each track carries a ``timeline`` of ``timeline_width`` characters over the video (``0..duration``, or the
     detections' time span): per time bin the :data:`TIMELINE_CODES` letter of the track's most frequent label,
@@ -101,7 +102,15 @@ def job_report(engine: Engine, job_id: int, timeline_width: int = 60) -> dict[st
         report["tracks"] = tracks
         report["timeline_legend"] = {code: label for label, code in TIMELINE_CODES.items()}
         report["evaluation"] = _evaluation(conn, job_id)
+        report["events"] = _events(conn, job_id)
     return report
+
+
+def _events(conn: Connection, job_id: int) -> list[dict[str, Any]]:
+    """The job's stored warnings and errors (files or frames skipped), in segment order."""
+    e = job_events.c
+    query = select(e.segment, e.level, e.message).where(e.job_id == job_id).order_by(e.segment, e.id)
+    return [dict(row) for row in conn.execute(query).mappings()]
 
 
 def timeline_rows(engine: Engine, job_id: int, batch: int = 5000) -> Iterator[dict[str, Any]]:

@@ -123,6 +123,7 @@ segments = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("error", Text),
+    Column("heartbeat_at", UTCDateTime),  # refreshed by the worker running the segment
     PrimaryKeyConstraint("job_id", "idx"),
     _check_in("status", SEGMENT_STATUSES, "status"),
 )
@@ -150,6 +151,23 @@ detections = Table(
     Index(None, "job_id", "t"),
     Index(None, "job_id", "track_id"),
     Index(None, "job_id", "segment"),
+    # one face (track) once per frame
+    Index("uq_detections_job_id_segment_frame_index_track_id", "job_id", "segment", "frame_index", "track_id", unique=True),
+)
+
+#: Warnings and errors of a job, per file or frame (kept with the job, shown by ``fervid report``).
+EVENT_LEVELS = ("warning", "error")
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("segment", Integer),
+    Column("level", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow, server_default=func.now()),
+    Index(None, "job_id"),
+    _check_in("level", EVENT_LEVELS, "level"),
 )
 
 job_stats = Table(

@@ -21,6 +21,7 @@ from fervid.db.schema import (
     detections,
     evaluation_classes,
     evaluations,
+    job_events,
     job_stats,
     jobs,
     segments,
@@ -44,8 +45,10 @@ def write_segment(
     failed_frames: int = 0,
     warnings: int = 0,
     worker: str | None = None,
+    events: Sequence[str] = (),
 ) -> bool:
-    """Store segment ``idx``'s detections (replacing any earlier attempt's), mark it done and recount the job.
+    """Store segment ``idx``'s detections and ``events`` (warning messages: files or frames skipped), replacing
+    any earlier attempt's, mark it done and recount the job.
 
     ``rows`` hold :data:`DETECTION_COLUMNS` keys with Python scalars (missing keys are NULL; ``job_id`` and
     ``segment`` are set from the arguments). True when this call finished the job's last unfinished segment:
@@ -64,6 +67,10 @@ def write_segment(
             return False
         conn.execute(delete(detections).where(detections.c.job_id == job_id, detections.c.segment == idx))
         _insert_detections(conn, records)
+        conn.execute(delete(job_events).where(job_events.c.job_id == job_id, job_events.c.segment == idx))
+        if events:
+            rows = [{"job_id": job_id, "segment": idx, "level": "warning", "message": m} for m in events]
+            conn.execute(insert(job_events), rows)
         conn.execute(
             update(segments)
             .where(seg.job_id == job_id, seg.idx == idx)
@@ -104,19 +111,23 @@ def remap_tracks(engine: Engine, job_id: int, mapping: Mapping[tuple[int, int], 
 
 
 def finalize_job(engine: Engine, job_id: int, *, processing_seconds: float) -> None:
-    """Recompute the job's per-label statistics from its detections and mark it done."""
+    """Recompute the job's per-label statistics from its detections and mark it done (failed: an image job none of
+    whose images could be read)."""
     with write_transaction(engine) as conn:
         job = job_row(conn, job_id, for_update=True)
         conn.execute(delete(job_stats).where(job_stats.c.job_id == job_id))
         stats = _label_stats(conn, job_id, job["classes"] or [])
         if stats:
             conn.execute(insert(job_stats), stats)
+        # An image folder none of whose images could be read has failed, like a video of which no frame decodes.
+        unreadable = job["kind"] == "images" and not job["frames_done"] and job["failed_frames"]
+        error = f"{job['source']}: none of its {job['failed_frames']} images could be read" if unreadable else None
         conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id)
             .values(
-                status="done",
-                error=None,
+                status="failed" if unreadable else "done",
+                error=error,
                 finished_at=literal(utcnow(), UTCDateTime()),
                 processing_seconds=processing_seconds,
             )

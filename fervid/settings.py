@@ -8,13 +8,24 @@ Every setting has a default, can be set with an environment variable ``FERVID_<N
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from platformdirs import user_data_dir
 
 ENV_PREFIX = "FERVID_"
+#: Face detectors by name (:mod:`fervid.model.detect`), and what ``detector`` accepts: those or ``none`` (each
+#: image is the face).
+DETECTORS: tuple[str, ...] = ("centerface", "haar")
+DETECTOR_CHOICES: tuple[str, ...] = (*DETECTORS, "none")
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A setting out of its range or not one of its choices; the message names the option and the variable."""
 
 
 def _default_data_dir() -> Path:
@@ -30,11 +41,13 @@ class Settings:
     broker_url: str | None = None
     result_backend: str | None = None
     model: str = "fer2013-csa"
+    model_dir: Path | None = None  # where workers find custom checkpoints by file name (e.g. shared storage)
     detector: str = "centerface"
     sample_fps: float = 5.0
     detect_size: int = 480
     detect_every: int = 1
     detector_threshold: float = 0.5
+    flip: bool = True
     batch_size: int = 64
     segment_seconds: float = 60.0
     segment_timeout: float = 3600.0
@@ -44,6 +57,13 @@ class Settings:
     device: str = "auto"
     queue: str = "fervid"
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for name, rule in RULES.items():
+            problem = rule(getattr(self, name))
+            if problem:
+                flag = name.replace("_", "-")
+                raise SettingsError(f"{name} (--{flag}, {ENV_PREFIX}{name.upper()}): {problem}")
 
     @property
     def embedded(self) -> bool:
@@ -57,15 +77,62 @@ class Settings:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'fervid.db'}"
 
-    def replace(self, **overrides: object) -> "Settings":
+    def replace(self, **overrides: object) -> Settings:
         """A copy with the non-``None`` overrides applied."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _number(low: float, high: float = math.inf, *, above: bool = True, whole: bool = False):  # type: ignore[no-untyped-def]
+    """A rule: a finite number ``> low`` (``>= low`` when not ``above``) and ``<= high``."""
+
+    def check(value: object) -> str | None:
+        kind = "a whole number" if whole else "a finite number"
+        bound = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value > low if above else value >= low) and value <= high and (not whole or float(value).is_integer())
+        return None if ok else f"must be {kind} {bound}, got {value!r}"
+
+    return check
+
+
+def _choice(choices: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    def check(value: object) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+
+    return check
+
+
+def _device(value: object) -> str | None:
+    ok = isinstance(value, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", value)
+    return None if ok else f"must be auto, cpu, cuda or cuda:N, got {value!r}"
+
+
+#: Every checked setting and its rule: a problem in words, or ``None``.
+RULES = {
+    "detector": _choice(DETECTOR_CHOICES),
+    "sample_fps": _number(0, 1000),
+    "detect_size": _number(32, 8192, above=False, whole=True),
+    "detect_every": _number(1, 1000, above=False, whole=True),
+    "detector_threshold": _number(0, 1, above=True),
+    "batch_size": _number(1, 4096, above=False, whole=True),
+    "segment_seconds": _number(0),
+    "segment_timeout": _number(0),
+    "max_duration": _number(0),
+    "max_frames": _number(1, above=False, whole=True),
+    "max_pixels": _number(1, above=False, whole=True),
+    "device": _device,
+    "log_level": _choice(LOG_LEVELS),
+}
 
 
 def _coerce(kind: type | str, raw: str) -> object:
     kind_name = kind if isinstance(kind, str) else kind.__name__
     if "Path" in kind_name:
         return Path(raw).expanduser()
+    if "bool" in kind_name:
+        if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(raw)
+        return raw.lower() in ("1", "true", "yes", "on")
     if "float" in kind_name:
         return float(raw)
     if "int" in kind_name:
@@ -77,7 +144,11 @@ def get_settings(**overrides: object) -> Settings:
     """Settings from the environment, then the given overrides (``None`` values are ignored)."""
     values: dict[str, object] = {}
     for f in fields(Settings):
-        raw = os.environ.get(ENV_PREFIX + f.name.upper())
+        variable = ENV_PREFIX + f.name.upper()
+        raw = os.environ.get(variable)
         if raw not in (None, ""):
-            values[f.name] = _coerce(f.type, raw)
+            try:
+                values[f.name] = _coerce(f.type, raw)
+            except ValueError:
+                raise SettingsError(f"{variable}: {raw!r} is not a valid {f.type} for {f.name}") from None
     return Settings(**values).replace(**overrides)

@@ -9,7 +9,6 @@ A checkpoint file is a plain ``dict`` of primitives and tensors, written with :f
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -22,17 +21,14 @@ import torch
 from torch import nn
 
 from fervid.expressions import canonical
+from fervid.model.files import CheckpointError
 from fervid.model.network import ModelConfig, build_model
 
 FORMAT = "fervid-checkpoint"
 FORMAT_VERSION = 1
 _SHOWN = 5  # how many mismatching keys an error names
-#: What torch's weights-only unpickler refused (a global such as ``os.system``, or an opcode).
-_REFUSED = re.compile(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n|$)")
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable fervid checkpoint; the message names the file."""
+#: What torch's weights-only unpickler refused: a global such as ``posix.system``, or an opcode.
+_REFUSED = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) (\S+)|WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n|$)")
 
 
 @dataclass
@@ -119,8 +115,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` (float tensors as float32).
 
     Raises :class:`CheckpointError` for a missing file, a file that is not a checkpoint (corrupt, truncated, or
-    a pickle that ``weights_only`` refuses), an unknown format version, or weights that do not fit the
-    architecture the checkpoint names.
+    a pickle that ``weights_only`` refuses), an unknown format version, weights that do not fit the
+    architecture the checkpoint names, or weights that are not all finite.
     """
     path = Path(path)
     if not path.is_file():
@@ -128,11 +124,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load fails with many types: zip, pickle, EOF, key errors
-        refused = _REFUSED.search(str(e)) if type(e).__name__ == "UnpicklingError" else None
-        if refused:
+        if type(e).__name__ == "UnpicklingError":
+            found = _REFUSED.search(str(e))
+            what = f" ({(found.group(1) or found.group(2)).strip()})" if found else ""
             raise CheckpointError(
-                f"{path}: not a readable checkpoint: refused, it holds more than tensors and plain values "
-                f"({refused.group(1)}); fervid loads checkpoints with weights_only=True and never runs code from them"
+                f"{path}: not a readable checkpoint: refused, it contains code or objects other than tensors and "
+                f"plain values{what}; fervid "
+                "loads checkpoints with weights_only=True and never runs code from them"
             ) from None
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(
@@ -162,16 +160,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if len(checkpoint.classes) != config.num_classes:
         raise CheckpointError(f"{path}: {len(checkpoint.classes)} classes for {config.num_classes} outputs")
     _check_state_dict(build_model(config).state_dict(), checkpoint.state_dict, str(path))
+    broken = [k for k, v in checkpoint.state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        more = f" and {len(broken) - _SHOWN} more" if len(broken) > _SHOWN else ""
+        raise CheckpointError(f"{path}: corrupt weights: NaN or infinite values in {', '.join(broken[:_SHOWN])}{more}")
     return checkpoint
-
-
-def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """The hex SHA-256 digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_state_dict(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -21,19 +21,25 @@ import onnx
 import onnxruntime as ort
 
 from fervid.model.preprocess import to_gray
+from fervid.settings import DETECTORS
 
 #: ``(x1, y1, x2, y2)`` in pixels of the original frame.
 Box = tuple[float, float, float, float]
 
-DETECTORS: tuple[str, ...] = ("centerface", "haar")
+
+
+#: Five ``(x, y)`` points in pixels of the original frame: left eye, right eye, nose, left and right mouth corners
+#: (left and right as seen in the image).
+Landmarks = tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
 class Detection:
-    """A face: its box and a confidence in ``[0, 1]``."""
+    """A face: its box, a confidence in ``[0, 1]`` and, from detectors that find them, its landmarks."""
 
     box: Box
     score: float
+    landmarks: Landmarks | None = None
 
 
 class FaceDetector(Protocol):
@@ -95,18 +101,26 @@ def downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, floa
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), scale
 
 
-def _detections(boxes: np.ndarray, scores: np.ndarray, shape: tuple[int, ...], iou: float) -> list[Detection]:
-    """Clip ``boxes`` to a frame of ``shape``, drop empty ones, merge by NMS."""
+def _detections(
+    boxes: np.ndarray, scores: np.ndarray, shape: tuple[int, ...], iou: float, landmarks: np.ndarray | None = None
+) -> list[Detection]:
+    """Clip ``boxes`` to a frame of ``shape``, drop empty ones, merge by NMS; ``landmarks`` ``(K, 5, 2)`` stay
+    with their boxes."""
     height, width = shape[:2]
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
     valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, scores = boxes[valid], np.asarray(scores, dtype=np.float64).reshape(-1)[valid]
+    points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2)[valid] if landmarks is not None else None
     kept = nms(boxes, scores, iou)
     return [
-        Detection(box=(x1, y1, x2, y2), score=score)
-        for (x1, y1, x2, y2), score in zip(boxes[kept].tolist(), scores[kept].tolist())
+        Detection(
+            box=tuple(boxes[k].tolist()),  # type: ignore[arg-type]
+            score=float(scores[k]),
+            landmarks=tuple(map(tuple, points[k].tolist())) if points is not None else None,  # type: ignore[arg-type]
+        )
+        for k in kept
     ]
 
 
@@ -182,7 +196,7 @@ def _cascade(filename: str) -> cv2.CascadeClassifier:
 
 
 #: CenterFace's ONNX input (N, 3, H, W) and outputs (N, C, H/4, W/4): heatmap, log box size (h, w),
-#: centre offset (y, x), landmarks. Detection reads the first three.
+#: centre offset (y, x), landmarks (y, x of five points, as fractions of the box's height and width).
 _CENTERFACE_INPUT = "input.1"
 _CENTERFACE_OUTPUTS = ("537", "538", "539", "540")
 _CENTERFACE_STRIDE = 4
@@ -220,12 +234,14 @@ def load_centerface(providers: list[str] | None = None, threads: int = 1) -> ort
 
 
 def decode_centerface(
-    heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """CenterFace's outputs for one image → boxes ``(K, 4)`` in input pixels and their scores ``(K,)``.
+    heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, threshold: float, landmarks: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """CenterFace's outputs for one image → boxes ``(K, 4)`` in input pixels, their scores ``(K,)`` and, given
+    the landmark map, their five points ``(K, 5, 2)`` as ``(x, y)`` in input pixels.
 
     ``heatmap`` is ``(h, w)`` face-centre probabilities at stride 4; ``scale`` ``(2, h, w)`` the log of
-    height and width divided by 4; ``offset`` ``(2, h, w)`` the sub-cell centre offset (y, x).
+    height and width divided by 4; ``offset`` ``(2, h, w)`` the sub-cell centre offset (y, x); ``landmarks``
+    ``(10, h, w)`` each point's (y, x) offset from the box's top-left corner over the box's height and width.
     """
     rows, cols = np.nonzero(heatmap > threshold)
     stride = _CENTERFACE_STRIDE
@@ -234,7 +250,14 @@ def decode_centerface(
     cy = (rows + offset[0, rows, cols] + 0.5) * stride
     cx = (cols + offset[1, rows, cols] + 0.5) * stride
     boxes = np.stack([cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2], axis=1)
-    return boxes.astype(np.float64), heatmap[rows, cols].astype(np.float64)
+    points = None
+    if landmarks is not None:
+        fractions = landmarks[:, rows, cols].T.reshape(-1, 5, 2).astype(np.float64)  # (K, 5, (y, x))
+        points = np.stack(
+            [boxes[:, None, 0] + fractions[:, :, 1] * width[:, None], boxes[:, None, 1] + fractions[:, :, 0] * height[:, None]],
+            axis=2,
+        )
+    return boxes.astype(np.float64), heatmap[rows, cols].astype(np.float64), points
 
 
 class CenterFaceDetector:
@@ -273,9 +296,9 @@ class CenterFaceDetector:
         height, width = image.shape[:2]
         blob = np.zeros((1, 3, math.ceil(height / 32) * 32, math.ceil(width / 32) * 32), dtype=np.float32)
         blob[0, :, :height, :width] = image.transpose(2, 0, 1)
-        heatmap, sizes, offsets = self.session.run(list(_CENTERFACE_OUTPUTS[:3]), {_CENTERFACE_INPUT: blob})
-        boxes, scores = decode_centerface(heatmap[0, 0], sizes[0], offsets[0], self.threshold)
-        return _detections(boxes / scale, scores, frame.shape, self.nms_iou)
+        heatmap, sizes, offsets, points = self.session.run(list(_CENTERFACE_OUTPUTS), {_CENTERFACE_INPUT: blob})
+        boxes, scores, landmarks = decode_centerface(heatmap[0, 0], sizes[0], offsets[0], self.threshold, points[0])
+        return _detections(boxes / scale, scores, frame.shape, self.nms_iou, landmarks / scale)
 
 
 def create_detector(name: str, **options: Any) -> FaceDetector:

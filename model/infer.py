@@ -84,16 +84,25 @@ class Classifier:
             providers = ["CPUExecutionProvider"]
         return ort.InferenceSession(onnx_bytes(self.checkpoint), options, providers=providers)
 
-    def predict(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities ``(N, len(classes))`` float32 for faces ``(N, in_chans, S, S)``, run in batches."""
+    def predict(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
+        """Probabilities ``(N, len(classes))`` float32 for faces ``(N, in_chans, S, S)``, run in batches; ``flip``
+        averages each face's probabilities with its mirror image's (test-time augmentation)."""
         expected = (self.in_chans, self.input_size, self.input_size)
         if faces.ndim != 4 or faces.shape[1:] != expected:
             raise ValueError(f"faces must have shape (N, {', '.join(map(str, expected))}), got {faces.shape}")
+        n = len(faces)
+        if flip:
+            faces = np.concatenate([faces, faces[..., ::-1]])
         faces = np.ascontiguousarray(faces, dtype=np.float32)
         logits = [self._logits(faces[i : i + self._step]) for i in range(0, len(faces), self._step)]
         if not logits:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        return softmax(np.concatenate(logits))
+        probs = softmax(np.concatenate(logits))
+        if not np.isfinite(probs).all():
+            raise FloatingPointError(
+                f"{self.checkpoint.source}: the network gave NaN or infinite outputs: corrupt weights, refusing to store them"
+            )
+        return (probs[:n] + probs[n:]) / 2 if flip else probs
 
     def _logits(self, batch: np.ndarray) -> np.ndarray:
         if self.backend == "onnx":

@@ -1,8 +1,9 @@
 """Classification metrics: confusion matrix, per-class precision / recall / F1, and k-fold summaries.
 
-Conventions follow scikit-learn's ``confusion_matrix`` (rows are the truth, columns the prediction) and
-``zero_division=0``: a precision or recall whose denominator is zero (a class never predicted, or absent from
-the truth) is reported as ``0.0``, and so is the F1 built on it. Cross-validation reports mean ± sample standard
+Conventions follow scikit-learn's ``confusion_matrix`` (rows are the truth, columns the prediction); a precision
+or recall whose denominator is zero (a class never predicted, or absent from the truth) is undefined: ``None``
+(NULL in the database, "n/a" in tables), and so is the F1 built on it, so averages over classes are never
+silently wrong (scikit-learn's ``zero_division=np.nan``). Cross-validation reports mean ± sample standard
 deviation (``ddof=1``) of the per-fold accuracies, as the paper reports over its 10 folds, plus metrics pooled
 over every fold's test predictions.
 """
@@ -47,8 +48,18 @@ def _indices(labels: Labels, classes: Sequence[str], name: str) -> np.ndarray:
     raise ValueError(f"{name} must be all class indices (int) or all class names (str), not {values.dtype}")
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator / denominator) if denominator else 0.0
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return float(numerator / denominator) if denominator else None
+
+
+def _f1(precision: float | None, recall: float | None) -> float | None:
+    if precision is None or recall is None:
+        return None
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -61,13 +72,13 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 class ClassificationReport:
     """Accuracy, confusion matrix and per-class ``recall`` / ``precision`` / ``f1`` / ``support``.
 
-    Undefined precision or recall (zero denominator) is ``0.0``; ``support`` is the number of true samples.
+    Undefined precision or recall (zero denominator) is ``None``; ``support`` is the number of true samples.
     """
 
     classes: list[str]
     accuracy: float
     confusion: list[list[int]]
-    per_class: dict[str, dict[str, float]]
+    per_class: dict[str, dict[str, float | None]]
 
     @classmethod
     def from_confusion(cls, confusion: np.ndarray, classes: Sequence[str]) -> ClassificationReport:
@@ -78,14 +89,14 @@ class ClassificationReport:
         total = int(confusion.sum())
         if total == 0:
             raise ValueError("no samples to report on")
-        per_class: dict[str, dict[str, float]] = {}
+        per_class: dict[str, dict[str, float | None]] = {}
         for i, name in enumerate(classes):
             hits, support, predicted = confusion[i, i], confusion[i].sum(), confusion[:, i].sum()
             recall, precision = _ratio(hits, support), _ratio(hits, predicted)
             per_class[name] = {
                 "recall": recall,
                 "precision": precision,
-                "f1": _ratio(2 * precision * recall, precision + recall),
+                "f1": _f1(precision, recall),
                 "support": int(support),
             }
         return cls(
@@ -107,7 +118,7 @@ class ClassificationReport:
 
     def _tables(self) -> list[str]:
         metrics = [
-            [c, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]]
+            [c, _cell(m["precision"]), _cell(m["recall"]), _cell(m["f1"]), m["support"]]
             for c, m in self.per_class.items()
         ]
         lines = _markdown_table(["class", "precision", "recall", "f1", "support"], metrics)

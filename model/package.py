@@ -1,32 +1,61 @@
 """Package a trained checkpoint as a shipped model: compact fp16 weights, validation metrics, a model card.
 
-``python -m fervid.model.package runs/fer2013-csa/best.pt --name fer2013-csa --val ../shared/datasets/fer2013/val``
-writes ``model/weights/<name>.pt`` and ``model/cards/<name>.md`` and prints the registry entry's checksum and metrics.
+``fervid models package RUN/best.pt --name fer2013-csa --val ../shared/datasets/fer2013/val`` writes
+``model/weights/<name>.pt`` and ``model/cards/<name>.md`` and prints the registry entry's checksum and metrics.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from fervid.model.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from fervid.model.checkpoint import load_checkpoint, save_checkpoint
 from fervid.model.experiment import DataOptions, evaluate_checkpoint
+from fervid.model.files import sha256_file
 from fervid.model.metrics import ClassificationReport
 from fervid.model.summary import count_flops, count_parameters
 from fervid.model.weights import CARDS_DIR, WEIGHTS_DIR
 
 
 def _history_table(history: list[dict[str, Any]]) -> str:
-    lines = ["| epoch | loss | train acc | val acc | seconds |", "|---:|---:|---:|---:|---:|"]
+    lines = ["| epoch | loss | train acc | val acc | seconds | img/s |", "|---:|---:|---:|---:|---:|---:|"]
     for h in history:
         val = f"{h['val_accuracy']:.4f}" if h.get("val_accuracy") is not None else "–"
-        lines.append(f"| {h['epoch']} | {h['loss']:.4f} | {h['train_accuracy']:.4f} | {val} | {h['seconds']:.0f} |")
+        speed = f"{h['images_per_second']:.0f}" if h.get("images_per_second") else "–"
+        lines.append(f"| {h['epoch']} | {h['loss']:.4f} | {h['train_accuracy']:.4f} | {val} | {h['seconds']:.0f} | {speed} |")
     return "\n".join(lines)
 
 
-def model_card(name: str, path: Path, report: ClassificationReport, val_dir: str, notes: str) -> str:
+def crop_description(preprocessing: dict[str, Any], training: dict[str, Any]) -> str:
+    """The crop definition of a checkpoint in words, for its card."""
+    crop = preprocessing.get("crop")
+    if not crop:
+        return f"legacy: the detector's box, squared and enlarged by {preprocessing.get('margin', 0.2):.0%} on each side"
+    (lx, ly), (rx, ry), (mx, my) = crop["template"]
+    boxes = ", ".join(f"{name} ({dx:+.3f}, {dy:+.3f}, ×{side:.3f})" for name, (dx, dy, side) in crop["boxes"].items())
+    mode = training.get("crop_mode", "calibrated")
+    how = (
+        "training images cut with CenterFace and this crop, exactly as jobs cut faces"
+        if mode == "aligned"
+        else "trained on the crops as they are; the template reproduces their framing"
+    )
+    found = training.get("calibration", {}).get("found", {})
+    images = training.get("calibration", {}).get("images")
+    calibration = f"; calibrated on {images} training images (faces found: " + ", ".join(f"{k} {v}" for k, v in found.items()) + ")" if images else ""
+    return (
+        f"{mode} ({how}): CenterFace landmarks → similarity onto eyes ({lx:.3f}, {ly:.3f}), ({rx:.3f}, {ry:.3f}) and "
+        f"mouth centre ({mx:.3f}, {my:.3f}) of the crop; box rules (centre offset, side) {boxes}{calibration}"
+    )
+
+
+def _speed(history: list[dict[str, Any]]) -> str:
+    rates = sorted(h["images_per_second"] for h in history if h.get("images_per_second"))
+    return f"{rates[len(rates) // 2]:.0f} training images/s (median epoch)" if rates else "not recorded"
+
+
+def model_card(
+    name: str, path: Path, report: ClassificationReport, val_dir: str, notes: str, flipped: ClassificationReport | None = None
+) -> str:
     """The markdown model card of a packaged checkpoint."""
     ckpt = load_checkpoint(path)
     training = ckpt.training
@@ -46,16 +75,20 @@ def model_card(name: str, path: Path, report: ClassificationReport, val_dir: str
 | | |
 |---|---|
 | file | `fervid/model/weights/{path.name}` (fp16 parameters), sha256 `{sha256_file(path)}` |
-| input | {ckpt.input_size}×{ckpt.input_size}, {ckpt.config.in_chans} channel(s); preprocessing {json.dumps(ckpt.preprocessing)} |
+| input | {ckpt.input_size}×{ckpt.input_size}, {ckpt.config.in_chans} channel(s), gray, histogram-equalised, [-1, 1] |
+| face crop | {crop_description(ckpt.preprocessing, training)} |
 | size | {count_parameters(model):,} parameters, {count_flops(model, ckpt.input_size, ckpt.config.in_chans) / 1e6:.1f} MFLOPs per face |
 | training data | {training.get("data")} ({training.get("train_images")} images) |
 | model selection | {selection} |
 | command | `{training.get("command")}` |
 | epochs | {training.get("epoch")} of {training.get("train_config", {}).get("epochs")}{" (best validation epoch)" if validated else ""} |
-| hardware | {training.get("hardware", "CPU (not recorded)")} |
+| hardware | {training.get("hardware", "CPU (not recorded)")}{f", {training['precision']}" if training.get("precision") else ""} |
+| speed | {_speed(history)} |
 | {"time to the best epoch" if validated else "training time"} | {sum(h["seconds"] for h in history) / 60:.0f} min ({len(history)} epochs) |
 
 ## Accuracy on `{val_dir}`
+
+{f"With flip averaging (each face and its mirror image, as jobs do by default): **{flipped.accuracy:.4f}**. Without:" if flipped else ""}
 
 {report.to_markdown()}
 
@@ -78,23 +111,9 @@ def package(checkpoint: str | Path, name: str, val_dir: str, notes: str, classes
         out, ckpt.build(), ckpt.config, ckpt.classes, ckpt.input_size, ckpt.preprocessing, ckpt.training, ckpt.metrics, half=True
     )
     report = evaluate_checkpoint(out, val_dir, data=DataOptions(classes=classes))
+    flipped = evaluate_checkpoint(out, val_dir, data=DataOptions(classes=classes), flip=True)
     CARDS_DIR.mkdir(parents=True, exist_ok=True)
-    (CARDS_DIR / f"{name}.md").write_text(model_card(name, out, report, val_dir, notes))
-    recall = {c: round(m["recall"], 4) for c, m in report.per_class.items()}
-    return {"sha256": sha256_file(out), "metrics": {"val_accuracy": round(report.accuracy, 4), "val_recall": recall}}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--val", required=True, help="Labelled folder the card's metrics are measured on.")
-    parser.add_argument("--classes", help="Comma-separated subset of classes to evaluate.")
-    parser.add_argument("--notes", default="", help="Known limits (markdown).")
-    args = parser.parse_args()
-    classes = args.classes.split(",") if args.classes else None
-    print(json.dumps(package(args.checkpoint, args.name, args.val, args.notes, classes), indent=2))
-
-
-if __name__ == "__main__":
-    main()
+    (CARDS_DIR / f"{name}.md").write_text(model_card(name, out, report, val_dir, notes, flipped))
+    recall = {c: None if m["recall"] is None else round(m["recall"], 4) for c, m in report.per_class.items()}
+    metrics = {"val_accuracy": round(report.accuracy, 4), "val_accuracy_flip": round(flipped.accuracy, 4), "val_recall": recall}
+    return {"sha256": sha256_file(out), "metrics": metrics}

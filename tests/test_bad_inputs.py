@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -39,13 +40,15 @@ from videos import make_audio_only, make_video
 
 from fervid.cli.app import app
 from fervid.cli.errors import redact
+from fervid.db import database
 from fervid.db.jobs import get_job, list_jobs
+from fervid.db.reports import job_report
 from fervid.db.schema import detections
 from fervid.model.checkpoint import CheckpointError
 from fervid.model.data import read_image
 from fervid.settings import Settings, get_settings
 from fervid.worker.decode import DecodeError
-from fervid.worker.jobs import Submission, create, database, run_embedded, submit
+from fervid.worker.jobs import Submission, create, run_embedded, submit
 from fervid.worker.labels import LabelsError
 from fervid.worker.sources import image_samples
 
@@ -67,7 +70,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     front = remux(good, root / "front.mp4", {"movflags": "faststart"})  # index first, as web uploads have it
     (root / "empty.mp4").write_bytes(b"")
     (root / "notes.mp4").write_text("these are meeting notes, not a video\n")
-    files = {"good": good, "front": front, "empty": root / "empty.mp4", "text": root / "notes.mp4"}
+    (root / "abc.mp4").write_text("abc")  # shorter than one MP4 box header
+    files = {"good": good, "front": front, "empty": root / "empty.mp4", "text": root / "notes.mp4", "tiny-text": root / "abc.mp4"}
     for percent in (10, 50, 90):
         files[f"cut-{percent}"] = truncated(good, root / f"cut {percent}.mp4", percent / 100)
         files[f"front-cut-{percent}"] = truncated(front, root / f"front cut {percent}.mp4", percent / 100)
@@ -130,6 +134,7 @@ def rows_of(settings: Settings, job_id: int) -> list[dict[str, Any]]:
 UNDECODABLE = [
     ("empty", "empty file"),
     ("text", r"not a video \(unrecognised format\)"),
+    ("tiny-text", r"not a video \(unrecognised format\)"),
     ("cut-10", "truncated: its mdat box"),
     ("cut-50", "truncated: its mdat box"),
     ("cut-90", "truncated: its moov box"),
@@ -265,6 +270,11 @@ def test_read_image_awkward_files(tmp_path: Path) -> None:
     assert deep.dtype == np.uint8 and deep.shape == (30, 40, 3)
     np.testing.assert_allclose(deep[..., 0], np.linspace(0, 255, 30 * 40).reshape(30, 40), atol=1)
     assert read_image(save_image(tmp_path / "été 1.png", (8, 8))).shape == (8, 8, 3)
+    ramp = np.linspace(0, 1, 30 * 40, dtype=np.float32).reshape(30, 40)
+    cv2.imwrite(str(tmp_path / "float.tiff"), ramp)  # 32-bit float TIFF, [0, 1]
+    floating = read_image(tmp_path / "float.tiff")
+    assert floating.dtype == np.uint8 and floating.shape == (30, 40, 3)
+    np.testing.assert_allclose(floating[..., 0], ramp * 255, atol=1)
 
 
 @pytest.mark.parametrize(
@@ -325,6 +335,24 @@ def test_image_folder_with_bad_files_completes(embedded_settings: Settings, stor
     assert sorted(r["source_path"] for r in rows) == sorted(str(p) for p in files["good"])
     truth = {Path(r["source_path"]).parent.name: r["truth"] for r in rows}
     assert truth == {"mixed folder": None, "happy": "happy", "hapy": None}
+    events = job_report(database(embedded_settings), job["id"])["events"]  # stored with the job, not only logged
+    for bad in files["bad"]:
+        assert any(e["message"].startswith(f"{bad}: ") and e["level"] == "warning" for e in events), bad
+    assert any("hapy" in e["message"] and "no ground truth" in e["message"] for e in events)
+    assert state(database(embedded_settings), stored[0]) == stored[1]
+
+
+def test_image_folder_whose_images_all_fail_fails(embedded_settings: Settings, stored, tmp_path: Path) -> None:
+    """Every image unreadable: the job fails (like a video of which no frame decodes), naming the folder."""
+    folder = tmp_path / "broken"
+    (folder / "happy").mkdir(parents=True)
+    (folder / "a.jpg").write_text("not an image")
+    truncated(save_image(tmp_path / "whole.jpg", (64, 64)), folder / "happy" / "cut.jpg", 0.5)
+    job, error = outcome(embedded_settings, Submission(str(folder)))
+    assert error is None and job is not None
+    job = get_job(database(embedded_settings), job["id"])
+    assert job["status"] == "failed" and job["failed_frames"] == 2 and job["frames_done"] == 0
+    assert job["error"] == f"{folder}: none of its 2 images could be read"
     assert state(database(embedded_settings), stored[0]) == stored[1]
 
 
@@ -528,9 +556,27 @@ def test_hostile_checkpoint_never_runs(tmp_path: Path, tiny_checkpoint: Path) ->
     plain = hostile_checkpoint(tmp_path / "a.pt", marker)
     zipped = hostile_zip_checkpoint(tmp_path / "b.pt", marker, tiny_checkpoint)
     for path in (plain, zipped):
-        with pytest.raises(CheckpointError, match=f"{path}: not a readable checkpoint: refused.*weights_only=True"):
+        with pytest.raises(CheckpointError, match=f"{path}: not a readable checkpoint: refused.*weights_only=True") as info:
             load_checkpoint(path)
+        assert "contains code" in str(info.value) and "weights_only=False" not in str(info.value)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_checkpoint_with_non_finite_weights_is_refused(tmp_path: Path, tiny_checkpoint: Path, value: float) -> None:
+    """A checkpoint whose weights hold NaN or inf (e.g. bytes flipped in the middle) is refused at load, naming the
+    tensor, instead of storing NaN probabilities."""
+    import torch
+
+    from fervid.model.checkpoint import load_checkpoint
+
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    name = next(k for k, v in payload["state_dict"].items() if v.is_floating_point() and v.numel() > 4)
+    payload["state_dict"][name].view(-1)[3] = value
+    path = tmp_path / "broken.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=f"{path}: corrupt weights: NaN or infinite values in {name}"):
+        load_checkpoint(path)
 
 
 def test_sql_only_with_bound_parameters() -> None:

@@ -20,8 +20,8 @@ from fervid.model.checkpoint import (
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
-    sha256_file,
 )
+from fervid.model.files import sha256_file
 from fervid.model.network import ModelConfig, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,11 +14,11 @@ from sqlalchemy import Engine, func, inspect, select
 from fervid.db import (
     JobNotFoundError,
     begin_segment,
-    fail_segment,
     create_job,
     current,
     downgrade,
     ensure_schema,
+    fail_segment,
     finalize_job,
     get_engine,
     get_job,
@@ -125,7 +125,7 @@ def finished_job(engine: Engine) -> int:
 def test_migrations_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert current(db_url) is None
     upgrade(db_url)
-    assert current(db_url) == head() == "0001"
+    assert current(db_url) == head() == "0002"
     engine = get_engine(db_url)
     inspector = inspect(engine)
     assert set(metadata.tables) <= set(inspector.get_table_names())
@@ -140,7 +140,7 @@ def test_migrations_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert inspector.get_view_names() == []
 
     ensure_schema(db_url)
-    assert current(db_url) == "0001"
+    assert current(db_url) == "0002"
     ensure_schema(db_url)  # already current: a no-op
     assert set(views.tables) <= set(inspect(engine).get_view_names())
 
@@ -419,3 +419,28 @@ def test_image_job_report(engine: Engine) -> None:
     assert all(track["timeline"] is None for track in report["tracks"])
     assert [r["source_path"] for r in timeline_rows(engine, job_id)] == ["faces/0.png", "faces/1.png"]
     assert label_pairs(engine, job_id) == (["happy", "happy"], ["happy", "sad"])
+
+
+def test_migration_0002_keeps_rows_stored_under_a_duplicate_key(db_url: str) -> None:
+    """An older release could store two frames under one index; 0002 keeps both rows (the later one gets
+    ``frame_index = -id``) and from then on the schema refuses a second row for one face in one frame."""
+    import sqlalchemy.exc
+    from sqlalchemy import insert, text
+
+    upgrade(db_url, "0001")
+    engine = get_engine(db_url)
+    with engine.begin() as conn:
+        job = conn.execute(
+            text("INSERT INTO jobs (source, kind, status) VALUES ('v.mp4', 'video', 'done') RETURNING id")
+        ).scalar_one()
+        for t in (1.64, 1.68, 1.72):
+            conn.execute(
+                text("INSERT INTO detections (job_id, segment, frame_index, t, track_id) VALUES (:j, 0, :f, :t, 0)"),
+                {"j": job, "f": 41 if t < 1.7 else 42, "t": t},
+            )
+    upgrade(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, frame_index, t FROM detections ORDER BY t")).all()
+    assert [(r[1], r[2]) for r in rows] == [(41, 1.64), (-rows[1][0], 1.68), (42, 1.72)]
+    with pytest.raises(sqlalchemy.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(insert(detections).values(job_id=job, segment=0, frame_index=41, t=1.64, track_id=0))

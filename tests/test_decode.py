@@ -163,3 +163,16 @@ def test_face_clip_segments(sample_fps: float | None) -> None:
     cuts = [(0, 1.3), (1.3, 2.6), (2.6, None)]
     parts = [f for a, b in cuts for f in iter_frames(FACE_CLIP, sample_fps, a, b)]
     assert summary(parts) == summary(whole)
+
+
+@pytest.mark.skipif(not (SHARED / "videos" / "face_clip.mp4").exists(), reason="needs ../shared/videos/face_clip.mp4")
+@pytest.mark.parametrize("sample_fps", [None, 1000.0])
+def test_frame_indices_are_unique_where_the_average_rate_is_not_the_frame_rate(sample_fps: float | None) -> None:
+    """face_clip.mp4's frames are 512 ticks (1/25 s) apart but it averages ≈ 24.70 fps: indices come from the base
+    rate, one per frame, and segments agree with a whole pass."""
+    clip = SHARED / "videos" / "face_clip.mp4"
+    whole = [(f.index, f.time) for f in iter_frames(clip, sample_fps)]
+    indices = [i for i, _ in whole]
+    assert indices == list(range(len(whole)))
+    parts = [(f.index, f.time) for a, b in ((0.0, 1.7), (1.7, None)) for f in iter_frames(clip, sample_fps, a, b)]
+    assert parts == whole

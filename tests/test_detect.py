@@ -136,9 +136,25 @@ def test_decode_centerface_one_peak() -> None:
     scale[0, 5, 7], scale[1, 5, 7] = math.log(20 / 4), math.log(12 / 4)  # height 20, width 12
     offset = np.zeros((2, 10, 12), np.float32)
     offset[0, 5, 7], offset[1, 5, 7] = 0.25, 0.5  # centre y = (5.25 + 0.5)·4 = 23, x = (7.5 + 0.5)·4 = 32
-    boxes, scores = decode_centerface(heatmap, scale, offset, threshold=0.5)
+    landmarks = np.zeros((10, 10, 12), np.float32)
+    landmarks[0::2, 5, 7] = [0.25, 0.25, 0.5, 0.75, 0.75]  # y as a fraction of the height, from the top
+    landmarks[1::2, 5, 7] = [0.25, 0.75, 0.5, 0.25, 0.75]  # x as a fraction of the width, from the left
+    boxes, scores, points = decode_centerface(heatmap, scale, offset, threshold=0.5, landmarks=landmarks)
     np.testing.assert_allclose(boxes, [[26.0, 13.0, 38.0, 33.0]], atol=1e-4)
     np.testing.assert_allclose(scores, [0.9])
+    expected = [[29.0, 18.0], [35.0, 18.0], [32.0, 23.0], [29.0, 28.0], [35.0, 28.0]]  # (x, y): eyes, nose, mouth
+    np.testing.assert_allclose(points, [expected], atol=1e-4)
+
+
+def test_centerface_landmarks_lie_on_the_face(centerface: CenterFaceDetector) -> None:
+    """Eyes above the mouth, left eye left of the right one, all inside the box."""
+    frame, _ = draw_face(480, 640, cx=230, cy=250, s=100)
+    (face,) = centerface.detect(frame)
+    assert face.landmarks is not None and len(face.landmarks) == 5
+    (lx, ly), (rx, ry), _, (mlx, mly), (mrx, mry) = face.landmarks
+    x1, y1, x2, y2 = face.box
+    assert lx < rx and max(ly, ry) < min(mly, mry) and mlx < mrx
+    assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in face.landmarks)
 
 
 def test_create_detector_by_name() -> None:

@@ -20,14 +20,15 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+from conftest import Workers, wait_for
 from sqlalchemy import Engine, text
+from videos import make_video
 
+from fervid.db import database
 from fervid.db.jobs import begin_segment, get_job, get_segment, get_segments
 from fervid.settings import Settings, get_settings
-from fervid.worker.jobs import Submission, database, retry, submit
+from fervid.worker.jobs import Submission, retry, submit
 from fervid.worker.tasks import recover
-from conftest import Workers, wait_for
-from videos import make_video
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -153,7 +153,8 @@ def test_html_report_is_self_contained(engine: Engine, tmp_path: Path) -> None:
     for label, stats in report["distribution"].items():
         assert re.search(rf"{label}</td><td>{stats['faces']}</td><td>{stats['share']:.1%}</td>", page)
     for label, metrics in report["evaluation"]["per_class"].items():
-        assert re.search(rf"{label}</td><td>{metrics['recall']:.3f}</td><td>{metrics['precision']:.3f}</td>", page)
+        recall, precision = (format(metrics[k], ".3f") if metrics[k] is not None else "–" for k in ("recall", "precision"))
+        assert re.search(rf"{label}</td><td>{recall}</td><td>{precision}</td>", page)
 
 
 def test_html_report_escapes_text(engine: Engine, tmp_path: Path) -> None:

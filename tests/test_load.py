@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from conftest import wait_for
 from sqlalchemy import text
 from typer.testing import CliRunner
+from videos import make_video
 
 from fervid.cli.app import app
+from fervid.db import database
 from fervid.db.jobs import get_job, list_jobs
 from fervid.settings import Settings, get_settings
-from fervid.worker.jobs import Submission, database, submit
-from conftest import wait_for
-from videos import make_video
+from fervid.worker.jobs import Submission, submit
 
 pytestmark = pytest.mark.services
 
@@ -132,7 +133,7 @@ def test_submit_with_the_database_down_enqueues_nothing(
 def silent_broker() -> Iterator[str]:
     """The address of a socket that accepts connections and never answers (a hung broker)."""
     with socket.create_server(("127.0.0.1", 0)) as server:
-        yield "127.0.0.1:{}".format(server.getsockname()[1])
+        yield f"127.0.0.1:{server.getsockname()[1]}"
 
 
 @pytest.mark.timeout(120)  # without a socket timeout the silent broker hangs the submit

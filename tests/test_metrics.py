@@ -28,18 +28,21 @@ CONFUSION = [[2, 1, 0], [1, 1, 0], [1, 1, 0]]
 # accuracy = trace / total = (2 + 1 + 0) / 7 = 3/7
 # happy: recall 2/3, precision 2/(2+1+1) = 1/2, f1 = 2 * 1/2 * 2/3 / (1/2 + 2/3) = 4/7, support 3
 # sad:   recall 1/2, precision 1/(1+1+1) = 1/3, f1 = 2 * 1/3 * 1/2 / (1/3 + 1/2) = 2/5, support 2
-# anger: recall 0/2 = 0, precision 0/0 undefined -> 0.0, f1 -> 0.0, support 2
+# anger: recall 0/2 = 0, precision 0/0 undefined -> None, f1 undefined -> None, support 2
 EXPECTED = {
     "happy": {"recall": 2 / 3, "precision": 1 / 2, "f1": 4 / 7, "support": 3},
     "sad": {"recall": 1 / 2, "precision": 1 / 3, "f1": 2 / 5, "support": 2},
-    "anger": {"recall": 0.0, "precision": 0.0, "f1": 0.0, "support": 2},
+    "anger": {"recall": 0.0, "precision": None, "f1": None, "support": 2},
 }
 
 
 def _assert_per_class(report: ClassificationReport) -> None:
     assert list(report.per_class) == CLASSES
     for name, expected in EXPECTED.items():
-        assert report.per_class[name] == pytest.approx(expected), name
+        got = report.per_class[name]
+        assert got.keys() == expected.keys(), name
+        for key, value in expected.items():
+            assert got[key] == (None if value is None else pytest.approx(value)), (name, key)
 
 
 def test_confusion_matrix_by_hand() -> None:
@@ -76,11 +79,12 @@ def test_unknown_names_and_mixed_labels_are_rejected() -> None:
         classification_report([], [], CLASSES)
 
 
-def test_class_absent_from_truth_has_zero_recall() -> None:
-    # "anger" predicted once but never true: recall 0/0 -> 0.0, precision 0/1 = 0.0, support 0.
+def test_class_absent_from_truth_has_undefined_recall() -> None:
+    # "anger" predicted once but never true: recall 0/0 undefined, precision 0/1 = 0.0, support 0.
     report = classification_report([0, 1], [0, 2], CLASSES)
-    assert report.per_class["anger"] == {"recall": 0.0, "precision": 0.0, "f1": 0.0, "support": 0}
-    assert report.per_class["sad"]["recall"] == 0.0
+    assert report.per_class["anger"] == {"recall": None, "precision": 0.0, "f1": None, "support": 0}
+    assert report.per_class["sad"] == {"recall": 0.0, "precision": None, "f1": None, "support": 1}
+    assert "| anger | 0.0000 | n/a | n/a | 0 |" in report.to_markdown()
 
 
 def test_report_serialises() -> None:

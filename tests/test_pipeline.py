@@ -13,8 +13,9 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 from videos import frame_times, make_video
 
+from fervid.db import database
 from fervid.db.reports import job_report
-from fervid.worker.jobs import Submission, database, submit
+from fervid.worker.jobs import Submission, submit
 
 
 def _rows(settings, job_id: int, columns: str = "frame_index, t, track_id") -> list[dict]:
@@ -82,7 +83,8 @@ def test_labelled_folder_statistics_equal_hand_computed(tmp_path: Path, embedded
     for i, name in enumerate(classes):
         support = confusion[i].sum()
         assert evaluation["per_class"][name]["support"] == support
-        assert evaluation["per_class"][name]["recall"] == pytest.approx(confusion[i, i] / support if support else 0.0)
+        recall = evaluation["per_class"][name]["recall"]
+        assert recall == pytest.approx(confusion[i, i] / support) if support else recall is None  # no samples: NULL
     shares = {label: n / len(rows) for label, n in zip(*np.unique([r["label"] for r in rows], return_counts=True))}
     for label, share in shares.items():
         assert report["distribution"][label]["share"] == pytest.approx(share)
@@ -148,3 +150,29 @@ def test_a_job_whose_finalize_failed_is_finalized_by_a_redelivery(tmp_path: Path
     assert pipeline.process_segment(engine, job_id, 0, whole_frame)  # the re-delivered message
     job = get_job(engine, job_id)
     assert job["status"] == "done" and job["faces"] == 5
+
+
+def test_workers_resolve_the_job_model_by_name_and_checksum(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """A worker on another machine does not have the submitter's path: shipped models come from its own install,
+    custom ones from FERVID_MODEL_DIR by file name; the sha256 must be the job's."""
+    import shutil
+
+    from fervid.model.files import sha256_file
+    from fervid.model.weights import Weights
+    from fervid.worker.runtime import job_model
+
+    shipped = Weights.FER2013_CSA.value
+    assert job_model(shipped.name, "/elsewhere/fer2013-csa.pt", shipped.sha256, None) == str(shipped.path)
+    sha = sha256_file(tiny_checkpoint)
+    shared = tmp_path / "models"
+    shared.mkdir()
+    shutil.copy(tiny_checkpoint, shared / "custom.pt")
+    gone = str(tmp_path / "submitter" / "custom.pt")
+    assert job_model(gone, gone, sha, shared) == str(shared / "custom.pt")
+    with pytest.raises(ValueError, match=r"is not on this worker: no .*custom.pt; set FERVID_MODEL_DIR"):
+        job_model(gone, gone, sha, None)
+    (shared / "custom.pt").write_bytes(b"another file")
+    with pytest.raises(ValueError, match=r"custom.pt: sha256 .* but the job's model .* has sha256"):
+        job_model(gone, gone, sha, shared)
+    with pytest.raises(ValueError, match="sha256"):
+        job_model(shipped.name, str(shipped.path), "0" * 64, None)

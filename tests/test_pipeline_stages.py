@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from videos import make_video, read_index
 
+from fervid.db import database
 from fervid.db.jobs import get_job
 from fervid.model.detect import Detection
 from fervid.worker import runtime
-from fervid.worker.jobs import Submission, create, database
+from fervid.worker.jobs import Submission, create
 from fervid.worker.pipeline import STAGES, ordered_map, prefetch, run_segment
 
 

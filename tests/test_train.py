@@ -72,7 +72,7 @@ def _image_set(n: int = 24, seed: int = 0) -> ImageSet:
 
 def _without_time(history: list[dict]) -> list[dict]:
     """Epoch records without what differs between an interrupted and a straight run: time and the run's length."""
-    return [{k: v for k, v in epoch.items() if k not in ("seconds", "epochs")} for epoch in history]
+    return [{k: v for k, v in epoch.items() if k not in ("seconds", "epochs", "images_per_second", "eta_seconds")} for epoch in history]
 
 
 # --- resumable fit ---------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def test_cli_train_then_evaluate(stripes: tuple[Path, Path], tmp_path: Path, mon
     runner = CliRunner()
     trained = runner.invoke(
         app,
-        ["train", str(train_dir), "--out", str(run), "--size", "48", "--width", "0.125", "--epochs", "4",
+        ["train", str(train_dir), "--out", str(run), "--crop", "legacy", "--size", "48", "--width", "0.125", "--epochs", "4",
          "--batch-size", "8", "--lr", "0.002", "--device", "cpu"],
     )
     assert trained.exit_code == 0, trained.output
@@ -252,7 +252,7 @@ def test_evaluate_cli_writes_the_report_once_every_fold_ran(stripes: tuple[Path,
 
 def test_cli_train_without_validation_keeps_every_image_and_the_last_epoch(stripes: tuple[Path, Path], tmp_path: Path) -> None:
     train_dir, _ = stripes
-    command = ["train", str(train_dir), "--out", str(tmp_path), "--size", str(SIZE), "--width", "0.125", "--epochs", "2"]
+    command = ["train", str(train_dir), "--out", str(tmp_path), "--crop", "legacy", "--size", str(SIZE), "--width", "0.125", "--epochs", "2"]
     result = CliRunner().invoke(app, [*command, "--batch-size", "16", "--device", "cpu", "--val-fraction", "0"])
     assert result.exit_code == 0, result.output
     training = load_checkpoint(tmp_path / BEST).training

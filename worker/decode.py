@@ -12,10 +12,13 @@ sampling rule sees the same preceding frame as a pass over the whole video. Cutt
 into consecutive segments therefore yields exactly the frames of one pass: none twice, none
 skipped.
 
-:attr:`Frame.index` is ``round(time * average_rate)``, both after a seek and in a pass from the
-start, so segments and whole passes agree. For constant frame rate it is the frame's position
-in the stream; for variable frame rate it is the position the frame would have at the
-stream's average rate (increasing, but not necessarily consecutive).
+:attr:`Frame.index` is ``round(time * rate)`` with the stream's base rate (FFmpeg's ``r_frame_rate``, the
+rate at which every timestamp is a whole frame; the average rate when unknown), both after a seek and in a
+pass from the start, so segments and whole passes agree. For constant frame rate it is the frame's position
+in the stream, even where the average rate differs (a clip of 25 fps frames with a shorter last frame averages
+24.70 fps, and rounding at that rate gave two frames one index); for variable frame rate it is the position the
+frame would have at the base rate (increasing, but not necessarily consecutive). Within a pass indices strictly
+increase: a frame that would round onto its predecessor's index takes the next one.
 """
 
 from __future__ import annotations
@@ -111,6 +114,8 @@ def _mp4_damage(path: Path) -> str | None:
                 return f"truncated: its {kind.decode()} box ({part}) ends at byte {end} but the file has {size} bytes"
             found.add(kind)
             offset += length
+    if b"ftyp" not in found:  # too short for a box: not an MP4 file at all
+        return None
     if b"moov" not in found:
         return "no moov box (the index of the frames): the recording was not finalised or the file is incomplete"
     return None
@@ -274,7 +279,7 @@ def iter_frames(
     if start < 0 or (end is not None and end < start):
         raise ValueError(f"bad segment [{start}, {end})")
     container, stream, name = _open(source)
-    rate = stream.average_rate or stream.guessed_rate
+    rate = stream.guessed_rate or stream.average_rate
     if rate is None:
         container.close()
         raise DecodeError(name, "unknown frame rate")
@@ -298,6 +303,7 @@ def _frames(
 ) -> Iterator[Frame]:
     with container:
         previous: Fraction | None = None
+        last_index = -1
         for time, frame in _decoded_from(container, stream, name, start, report):
             if end is not None and time >= end:
                 break
@@ -308,5 +314,7 @@ def _frames(
                 or math.floor(time * sample_fps) > math.floor(previous * sample_fps)
             )
             previous = time
+            index = max(round(time * rate), last_index + 1)
+            last_index = index
             if due and time >= start:
-                yield Frame(round(time * rate), float(time), _image(frame))
+                yield Frame(index, float(time), _image(frame))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fervid.db import database
 from fervid.db.writes import store_evaluation
 from fervid.settings import Settings
-from fervid.worker.jobs import database
 
 
 def store_report(settings: Settings, payload: dict[str, Any], *, name: str, protocol: str, model_name: str | None) -> int:

@@ -14,9 +14,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from fervid.db.engine import get_engine
 from fervid.db.jobs import create_job, get_job, set_status, unfinished_segments
-from fervid.db.migrate import ensure_schema
+from fervid.db.migrate import database
 from fervid.model.checkpoint import load_checkpoint
 from fervid.settings import Settings
 from fervid.worker.decode import probe
@@ -33,13 +32,6 @@ class Submission:
     source: str
     every_frame: bool = False
     labels: str | None = None
-
-
-def database(settings: Settings) -> Engine:
-    """The configured database, migrated to the current schema."""
-    url = settings.effective_database_url
-    ensure_schema(url)
-    return get_engine(url)
 
 
 def check_limits(
@@ -97,6 +89,7 @@ def create(engine: Engine, submission: Submission, settings: Settings) -> int:
         detect_size=settings.detect_size,
         detect_every=settings.detect_every,
         threshold=settings.detector_threshold,
+        flip=settings.flip,
         batch_size=settings.batch_size,
         labels=[tuple(r) for r in labels] if labels else None,
     )

@@ -16,12 +16,13 @@ class JobOptions:
     detect_size: int = 480
     detect_every: int = 1
     threshold: float = 0.5
+    flip: bool = False  # average each face with its mirror image (older jobs: off)
     batch_size: int = 64
     max_gap: float = 1.0
     labels: list[tuple[float, float, str]] | None = field(default=None)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "JobOptions":
+    def from_params(cls, params: dict[str, Any]) -> JobOptions:
         known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
         if known.get("labels"):
             known["labels"] = [tuple(r) for r in known["labels"]]

@@ -15,6 +15,7 @@ kept in :attr:`SegmentCounts.seconds`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -34,13 +35,15 @@ from fervid.db.jobs import begin_segment, fail_segment, get_job, get_segment, un
 from fervid.db.reports import track_bounds
 from fervid.db.writes import finalize_job, label_pairs, remap_tracks, store_evaluation, write_segment
 from fervid.expressions import EXPRESSIONS
+from fervid.model.align import FaceCropper, locate_faces
+from fervid.model.align import Located as Face
+from fervid.model.detect import FaceDetector
 from fervid.model.metrics import classification_report
-from fervid.model.detect import Box, FaceDetector
-from fervid.model.preprocess import MARGIN, crop_face, preprocess
+from fervid.model.preprocess import preprocess
 from fervid.settings import Settings
 from fervid.worker import runtime
+from fervid.worker.labels import LabelRange, Labels
 from fervid.worker.options import JobOptions
-from fervid.worker.labels import Labels, LabelRange
 from fervid.worker.sources import Sample, image_samples, video_samples
 from fervid.worker.track import IoUTracker, stitch
 
@@ -53,8 +56,8 @@ PREFETCH = 8
 SESSION_THREADS = 1
 #: Most frames detected at once, one per thread, by a detector that allows it (one per core up to this).
 DETECT_THREADS = 4
-#: Images up to this side in which no face is found are taken as face crops (folders such as CK+ crops).
-CROP_SIDE = 256
+#: Warning messages a segment keeps (stored as job events; every warning is counted).
+MAX_EVENTS = 100
 #: The stages whose busy time :attr:`SegmentCounts.seconds` holds.
 STAGES: tuple[str, ...] = ("decode", "detect", "track", "classify")
 _END = object()
@@ -82,7 +85,7 @@ class SegmentCounts:
 
     def warn(self, exc: Exception) -> None:
         self.warnings += 1
-        if len(self.messages) < 20:
+        if len(self.messages) < MAX_EVENTS:
             self.messages.append(str(exc))
 
     @contextmanager
@@ -233,15 +236,12 @@ def _samples(
     return video_samples(job["source"], start, end, options.sample_fps, labels, on_error)
 
 
-def find_faces(image: np.ndarray, detector: FaceDetector | None, whole_if_small: bool) -> list[tuple[Box, float | None]]:
-    """Detected faces as ``(box, score)``; the whole image (score ``None``) without a detector, or for a small
-    image in which none is found (image folders of face crops)."""
-    h, w = image.shape[:2]
-    whole: list[tuple[Box, float | None]] = [((0.0, 0.0, float(w), float(h)), None)]
-    if detector is None:
-        return whole
-    faces: list[tuple[Box, float | None]] = [(f.box, f.score) for f in detector.detect(image)]
-    return faces or (whole if whole_if_small and max(h, w) <= CROP_SIDE else [])
+def find_faces(image: np.ndarray, detector: FaceDetector | None, images: bool) -> list[Face]:
+    """The faces of a sample: in an image job as training finds them (:func:`~fervid.model.align.locate_faces`:
+    a small image is a face crop), in a video every face the detector finds."""
+    if images or detector is None:
+        return locate_faces(image, detector)
+    return [Face(image, face, face.box) for face in detector.detect(image)]
 
 
 def _located(
@@ -251,42 +251,43 @@ def _located(
     worker: str,
     options: JobOptions,
     detector: FaceDetector | None,
-    size: int,
+    cropper: FaceCropper,
     counts: SegmentCounts,
 ) -> Iterator[Located]:
     """The detector stage and, in frame order, the tracker stage: find the faces of each sample (in a video, of
-    every ``detect_every``-th one; the others keep its boxes), track them and cut out their crops, preprocessed
-    for a ``size`` px classifier."""
+    every ``detect_every``-th one; the others keep its detections), track them and cut out their crops with
+    ``cropper``, preprocessed for the classifier."""
     images = job["kind"] == "images"
 
-    def detect(item: tuple[int, Sample]) -> tuple[Sample, list[tuple[Box, float | None]] | None]:
+    def detect(item: tuple[int, Sample]) -> tuple[Sample, list[Face] | None]:
         n, sample = item
         if not images and n % options.detect_every:
             return sample, None
         with counts.timed("detect"):
-            return sample, find_faces(sample.image, detector, whole_if_small=images)
+            return sample, find_faces(sample.image, detector, images)
 
     tracker = IoUTracker(max_gap=options.max_gap)
-    faces: list[tuple[Box, float | None]] = []
+    faces: list[Face] = []
     detected = ordered_map(detect, enumerate(samples), detect_threads(detector), "fervid-detect")
     with closing(samples), closing(detected):
         for sample, found in detected:
             with counts.timed("track"):
-                faces = faces if found is None else found
-                boxes = [box for box, _ in faces]
+                faces = [Face(sample.image, f.face, f.box) for f in faces] if found is None else found
+                boxes = [f.box for f in faces]
                 # Videos are tracked; the faces of an image are numbered within it.
                 track_ids = tracker.update(sample.time, boxes) if sample.time is not None else list(range(len(boxes)))
-                crops = [crop_face(sample.image, box, MARGIN) if score is not None else sample.image for box, score in faces]
+                crops = [cropper(f.image, f.face) for f in faces]
                 located = Located(
                     [
                         {
                             "job_id": job["id"], "segment": idx, "frame_index": sample.frame_index, "t": sample.time,
-                            "track_id": track, "x1": x1, "y1": y1, "x2": x2, "y2": y2, "det_score": score,
+                            "track_id": track, "x1": f.box[0], "y1": f.box[1], "x2": f.box[2], "y2": f.box[3],
+                            "det_score": f.face.score if f.face is not None else None,
                             "truth": sample.truth, "source_path": sample.source_path, "worker": worker,
                         }
-                        for ((x1, y1, x2, y2), score), track in zip(faces, track_ids)
+                        for f, track in zip(faces, track_ids)
                     ],
-                    preprocess(crops, size),
+                    preprocess(crops, cropper.size),
                 )  # fmt: skip
             yield located
 
@@ -305,12 +306,14 @@ def run_segment(
     Decoding, detection, tracking and classification overlap in threads (see the module docstring).
     """
     options = JobOptions.from_params(job["params"])
-    model = runtime.classifier(options.model_path, job["model_sha256"], settings.device, options.batch_size, SESSION_THREADS)
+    path = runtime.job_model(job["model_name"], options.model_path, job["model_sha256"], settings.model_dir)
+    model = runtime.classifier(path, job["model_sha256"], settings.device, options.batch_size, SESSION_THREADS)
     detector = runtime.detector(options.detector, options.detect_size, options.threshold) if options.detector != "none" else None
+    cropper = FaceCropper.for_checkpoint(model.checkpoint.preprocessing, model.input_size, options.detector)
     counts = SegmentCounts()
-    batch = Classifying(model.predict, model.classes, options.batch_size, counts)
+    batch = Classifying(functools.partial(model.predict, flip=options.flip), model.classes, options.batch_size, counts)
     samples = prefetch(_timed(_samples(job, options, start, end, counts), counts, "decode"), name="fervid-decode")
-    located = _located(samples, job, idx, worker, options, detector, model.input_size, counts)
+    located = _located(samples, job, idx, worker, options, detector, cropper, counts)
     with closing(prefetch(located, name="fervid-track")) as frames:
         for frame in frames:
             counts.frames += 1
@@ -354,8 +357,9 @@ def process_segment(
     per_frame = ", ".join(f"{stage} {1000 * s / max(counts.frames, 1):.1f}" for stage, s in counts.seconds.items())
     logger.debug("job %s segment %s: %d frames, %d faces; ms per frame: %s", job_id, idx, counts.frames, counts.faces, per_frame)
     last = write_segment(
-        engine, job_id, idx, rows, frames=counts.frames, failed_frames=counts.failed_frames, warnings=counts.warnings, worker=worker
-    )
+        engine, job_id, idx, rows, frames=counts.frames, failed_frames=counts.failed_frames, warnings=counts.warnings,
+        worker=worker, events=counts.messages,
+    )  # fmt: skip
     if last:
         finalize(engine, job_id)
     return last

@@ -6,11 +6,12 @@ import functools
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
-from fervid.model.checkpoint import sha256_file
 from fervid.model.detect import FaceDetector, create_detector
+from fervid.model.files import sha256_file
 from fervid.model.infer import Classifier
-from fervid.model.weights import resolve_model
+from fervid.model.weights import Weights, resolve_model
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,30 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}" + (f":cuda{device}" if device else "")
 
 
+def job_model(name: str, path: str, sha256: str, model_dir: Path | None) -> str:
+    """This worker's file for a job's model: a shipped model from this installation; a custom checkpoint at the
+    path it was submitted from, else by its file name in ``model_dir`` (``FERVID_MODEL_DIR``, e.g. shared
+    storage). The file's sha256 must be the job's: a :class:`ValueError` says which file differs or is missing."""
+    if any(member.value.name == name for member in Weights):
+        candidates = [Weights.get(name).path]
+    else:
+        candidates = [Path(path)] + ([Path(model_dir) / Path(path).name] if model_dir else [])
+    mismatch = None
+    for candidate in filter(Path.is_file, candidates):
+        digest = sha256_file(candidate)
+        if digest == sha256:
+            return str(candidate)
+        mismatch = mismatch or f"{candidate}: sha256 {digest[:12]}… but the job's model {name!r} has sha256 {sha256[:12]}…"
+    if mismatch:
+        raise ValueError(f"{mismatch}: the checkpoint changed since the job was submitted, or this worker has another release")
+    hint = "" if model_dir else "; set FERVID_MODEL_DIR to a folder that holds it"
+    raise ValueError(f"model {name!r} (sha256 {sha256[:12]}…) is not on this worker: no {' or '.join(map(str, candidates))}{hint}")
+
+
 @functools.lru_cache(maxsize=4)
 def classifier(path: str, sha256: str, device: str, batch_size: int, threads: int = 0) -> Classifier:
-    """A classifier for the checkpoint at ``path`` (cached per process; ``sha256`` keys a changed file anew)."""
-    if sha256_file(path) != sha256:
-        raise ValueError(f"{path}: the checkpoint changed since the job was submitted (sha256 mismatch)")
+    """A classifier for the checkpoint at ``path`` whose sha256 :func:`job_model` checked (cached per process;
+    ``sha256`` keys a changed file anew)."""
     return Classifier(path, device=device, batch_size=batch_size, threads=threads)
 
 

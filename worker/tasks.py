@@ -102,7 +102,7 @@ def recover(settings: Settings) -> dict[int, list[int]]:
     """
     if settings.embedded:
         raise ValueError("recover needs a broker (FERVID_BROKER_URL); on the embedded default `fervid retry N` re-runs a job")
-    from fervid.worker.jobs import database
+    from fervid.db import database
 
     unfinished = _unfinished_segments(database(settings))  # read before the broker: a race only re-sends
     if not unfinished:

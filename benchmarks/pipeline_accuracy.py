@@ -1,0 +1,219 @@
+"""The accuracy of the real pipeline, not of the classifier alone: labelled face crops placed into realistic
+frames and run through ``fervid submit``, against the model's accuracy on the crops themselves.
+
+    python benchmarks/pipeline_accuracy.py [--quick] [--images N] [--model NAME_OR_PATH ...]
+                                           [--dataset ferplus|fer2013|ck48 ...] [--detector centerface|haar ...]
+                                           [--roll 0 --roll 25] [--no-flip] [--out FILE]
+
+For each dataset (``../shared``: FER+ val, FER2013 val, CK+ six classes) a fixed random sample of ``--images``
+faces (``--quick``: 150) is placed into frames, once upright and once rolled by up to ``±roll`` degrees: each
+face is upscaled to a random side of 100–300 px (bicubic), its surroundings filled by border reflection into a
+frame of at least 320 px with the face at a random position, rolled about its centre, given a random brightness
+(±15 %) and contrast (±15 %) and saved as JPEG of quality 60–95. ``fervid submit FOLDER --detector D --model M``
+runs on each folder (class sub-folders give the ground truth), into a SQLite database of its own. A frame's
+reading is its largest face; a frame without a face counts as wrong. Printed per model, dataset and roll:
+
+* direct: the model on the original crops (``fervid evaluate``'s path, the model's own crop definition);
+* per detector: pipeline accuracy (a frame without a face is wrong) and its gap to direct; the share of frames in
+  which a face was found; and on those frames alone, pipeline against direct accuracy on the same faces — the
+  crop's effect without the detector's misses.
+
+The same flip averaging is used on both sides (``--no-flip``: off); direct accuracy is also printed with the
+other setting, which is how the default for jobs was chosen. Results go to ``benchmarks/results/pipeline_accuracy.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+DATASETS = {
+    "ferplus": (SHARED / "ferplus" / "val", None),
+    "fer2013": (SHARED / "fer2013" / "val", None),
+    "ck48": (SHARED / "ck48", ["happy", "sad", "surprise", "fear", "disgust", "anger"]),
+}
+#: Which shipped model reads which dataset by default (the class sets must overlap).
+DEFAULT_MODELS = {"ferplus": "fer2013-csa", "fer2013": "fer2013-csa", "ck48": "ckplus-csa"}
+FACE_SIDES = (100, 300)
+MIN_FRAME = 320
+
+
+def sample_images(root: Path, classes: list[str] | None, count: int, seed: int = 0) -> list[tuple[Path, str]]:
+    """A fixed random sample of ``count`` labelled images (canonical class names) of a class-folder tree."""
+    from fervid.model.data import class_folders, list_images
+
+    files = [(p, name) for name, folders in class_folders(root, classes, skip_unknown=True).items() for f in folders for p in list_images(f)]
+    order = np.random.default_rng(seed).permutation(len(files))[:count]
+    return [files[i] for i in sorted(order)]
+
+
+def place(face: np.ndarray, roll: float, rng: np.random.Generator) -> np.ndarray:
+    """A face crop in a realistic frame (see the module docstring)."""
+    side = int(rng.integers(*FACE_SIDES, endpoint=True))
+    up = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+    frame_side = max(int(side * rng.uniform(1.8, 2.6)), MIN_FRAME)
+    left, top = (int(rng.integers(0, frame_side - side + 1)) for _ in range(2))
+    frame = cv2.copyMakeBorder(up, top, frame_side - side - top, left, frame_side - side - left, cv2.BORDER_REFLECT_101)
+    if roll:
+        centre = (left + side / 2, top + side / 2)
+        matrix = cv2.getRotationMatrix2D(centre, float(rng.uniform(-roll, roll)), 1.0)
+        frame = cv2.warpAffine(frame, matrix, (frame_side, frame_side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    frame = frame.astype(np.float32)
+    mean = frame.mean()
+    frame = (frame - mean) * rng.uniform(0.85, 1.15) + mean * rng.uniform(0.85, 1.15)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def make_frames(images: list[tuple[Path, str]], folder: Path, roll: float, seed: int) -> None:
+    from fervid.model.data import read_image
+
+    rng = np.random.default_rng(seed)
+    for path, label in images:
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        frame = place(read_image(path), roll, rng)
+        quality = int(rng.integers(60, 96))
+        cv2.imwrite(str(folder / label / (path.stem + ".jpg")), frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+
+
+def run_job(folder: Path, model: str, detector: str, flip: bool, work: Path) -> tuple[dict[str, bool], float]:
+    """``fervid submit`` on a frames folder: per frame (by file stem), whether its largest face was read right
+    (frames without a face are absent), and the seconds the command took."""
+    data_dir = work / f"db-{detector}"
+    env = {**os.environ, "FERVID_DATA_DIR": str(data_dir), "FERVID_MODEL": model, "FERVID_DETECTOR": detector,
+           "FERVID_FLIP": "1" if flip else "0"}  # fmt: skip
+    for name in ("FERVID_DATABASE_URL", "FERVID_BROKER_URL"):
+        env.pop(name, None)
+    started = time.perf_counter()
+    done = subprocess.run([str(Path(sys.executable).with_name("fervid")), "submit", str(folder)], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"fervid submit {folder} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    job_id = int(done.stdout.strip().splitlines()[-1])
+    with sqlite3.connect(data_dir / "fervid.db") as db:
+        rows = db.execute(
+            "SELECT source_path, label, truth, (x2 - x1) * (y2 - y1) FROM detections WHERE job_id = ?", (job_id,)
+        ).fetchall()
+    largest: dict[str, tuple[float, bool]] = {}
+    for source, label, truth, area in rows:
+        stem = Path(source).stem
+        if stem not in largest or area > largest[stem][0]:
+            largest[stem] = (area, label == truth)
+    return {stem: correct for stem, (_, correct) in largest.items()}, seconds
+
+
+def direct_readings(model: str, images: list[tuple[Path, str]], flip: bool, work: Path) -> dict[str, bool]:
+    """Per image (by file stem), whether the model reads the original crop right, through the path ``fervid
+    evaluate`` takes (the model's own crop definition), on a folder of links to the sample."""
+    import torch
+
+    from fervid.model.align import CropSpec
+    from fervid.model.checkpoint import load_checkpoint
+    from fervid.model.experiment import DataOptions, _train_detector
+    from fervid.model.train import predict_probabilities
+    from fervid.model.weights import resolve_model
+
+    folder = work / "crops"
+    if not folder.exists():
+        for path, label in images:
+            (folder / label).mkdir(parents=True, exist_ok=True)
+            (folder / label / path.name).symlink_to(path.resolve())
+    ckpt = load_checkpoint(resolve_model(model))
+    crop = ckpt.preprocessing.get("crop")
+    options = DataOptions(ckpt.input_size, ckpt.classes, True, _train_detector(ckpt.preprocessing), CropSpec.from_dict(crop) if crop else None)
+    data = options.load(folder)
+    probs = predict_probabilities(ckpt.build(), data.x, torch.device("cpu"), flip=flip)
+    predicted = [ckpt.classes[i] for i in probs.argmax(1)]
+    return {Path(p).stem: pred == data.classes[y] for p, pred, y in zip(data.paths, predicted, data.y)}
+
+
+def share(values) -> float:  # type: ignore[no-untyped-def]
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="150 images per dataset")
+    parser.add_argument("--images", type=int, default=600, help="images per dataset (default 600)")
+    parser.add_argument("--model", action="append", help="model name or checkpoint (default: per dataset)")
+    parser.add_argument("--dataset", action="append", choices=sorted(DATASETS))
+    parser.add_argument("--detector", action="append", choices=["centerface", "haar"])
+    parser.add_argument("--roll", action="append", type=float, help="roll range in degrees (default: 0 and 25)")
+    parser.add_argument("--no-flip", dest="flip", action="store_false", help="no flip averaging")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline_accuracy.md")
+    args = parser.parse_args()
+    from fervid.model.checkpoint import load_checkpoint
+    from fervid.model.weights import resolve_model
+
+    count = 150 if args.quick else args.images
+    datasets = args.dataset or list(DATASETS)
+    detectors = args.detector or ["centerface", "haar"]
+    rolls = args.roll or [0.0, 25.0]
+    lines = [
+        f"# Pipeline accuracy ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"`python benchmarks/pipeline_accuracy.py {' '.join(sys.argv[1:])}`: {count} faces per dataset, each placed into a "
+        f"frame (face {FACE_SIDES[0]}–{FACE_SIDES[1]} px, reflected context, random position, brightness and contrast "
+        f"±15 %, JPEG 60–95; rolled uniformly within ±roll), run through `fervid submit`; flip averaging "
+        f"{'on' if args.flip else 'off'} on both sides. Direct: the model on the original crops.",
+        "",
+        "| model | dataset | roll | direct | direct, flip " + ("off" if args.flip else "on") + " | "
+        + " | ".join(f"{d} | gap | found | on found: {d} / direct | gap" for d in detectors) + " |",
+        "|---|---|---:|---:|---:|" + "---:|" * (5 * len(detectors)),
+    ]
+    summary: dict[str, dict] = defaultdict(dict)
+    with tempfile.TemporaryDirectory(prefix="fervid-pipeline-accuracy-") as tmp:
+        for name in datasets:
+            root, classes = DATASETS[name]
+            if not root.is_dir():
+                print(f"skipped {name}: {root} is absent")
+                continue
+            for model in args.model or [DEFAULT_MODELS[name]]:
+                known = load_checkpoint(resolve_model(model)).classes
+                images = sample_images(root, [c for c in classes or known if c in known], count)
+                work = Path(tmp) / name / Path(model).stem
+                readings = direct_readings(model, images, args.flip, work)
+                direct = share(readings.values())
+                other = share(direct_readings(model, images, not args.flip, work).values())
+                for roll in rolls:
+                    folder = work / f"frames-roll{roll:g}"
+                    make_frames(images, folder, roll, seed=int(roll) + 1)
+                    cells = []
+                    for detector in detectors:
+                        found, seconds = run_job(folder, model, detector, args.flip, work / f"roll{roll:g}")
+                        accuracy = sum(found.values()) / len(readings)
+                        on_found = share(found.values())
+                        direct_found = share(readings[stem] for stem in found if stem in readings)
+                        result = {
+                            "accuracy": accuracy, "direct": direct, "found": len(found) / len(readings),
+                            "on_found": on_found, "direct_on_found": direct_found, "seconds": seconds,
+                        }  # fmt: skip
+                        summary[f"{model} {name} roll {roll:g}"][detector] = result
+                        cells += [f"{accuracy:.1%}", f"{(accuracy - direct) * 100:+.1f}", f"{result['found']:.1%}",
+                                  f"{on_found:.1%} / {direct_found:.1%}", f"{(on_found - direct_found) * 100:+.1f}"]  # fmt: skip
+                        print(f"{model} {name} roll ±{roll:g}°: direct {direct:.1%}; {detector} {accuracy:.1%} "
+                              f"(found {result['found']:.1%}; on those {on_found:.1%} against {direct_found:.1%} direct; "
+                              f"{seconds:.0f} s)", flush=True)  # fmt: skip
+                    lines.append(f"| {model} | {name} | ±{roll:g}° | {direct:.1%} | {other:.1%} | " + " | ".join(cells) + " |")
+    lines += ["", "```json", json.dumps(summary, indent=1), "```", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines[:-4]))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

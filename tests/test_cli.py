@@ -1,0 +1,169 @@
+"""One contract for every command: bad requests are refused before anything is stored, with exit 2 and a one-line
+message naming the option (and its environment variable) and the allowed values; no Python class names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from fervid.cli.app import app
+from fervid.cli.errors import printable
+from fervid.db import database
+from fervid.db.engine import database_url
+from fervid.db.schema import jobs
+from fervid.settings import SettingsError, get_settings
+
+
+@pytest.fixture
+def cli(embedded_settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("FERVID_DATA_DIR", str(embedded_settings.data_dir))
+    monkeypatch.setenv("FERVID_DATABASE_URL", embedded_settings.database_url)
+    monkeypatch.setenv("FERVID_MODEL", embedded_settings.model)
+    monkeypatch.setenv("COLUMNS", "60")  # a narrow terminal: messages must still be one line
+    return CliRunner()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    import cv2
+    import numpy as np
+
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), np.full((48, 48, 3), 128, np.uint8))
+    return tmp_path / "imgs"
+
+
+def job_count(settings) -> int:
+    with database(settings).connect() as conn:
+        return conn.execute(select(func.count()).select_from(jobs)).scalar_one()
+
+
+def one_line_error(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, output
+    assert "Error:" not in lines[0] and "Traceback" not in output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--detector", "mtcnn"], "detector (--detector, FERVID_DETECTOR): must be one of centerface, haar, none"),
+        (["--sample-fps", "0"], "sample_fps (--sample-fps, FERVID_SAMPLE_FPS): must be a finite number > 0"),
+        (["--sample-fps", "-2"], "FERVID_SAMPLE_FPS): must be a finite number > 0"),
+        (["--sample-fps", "nan"], "got nan"),
+        (["--sample-fps", "inf"], "got inf"),
+        (["--detect-every", "0"], "detect_every (--detect-every, FERVID_DETECT_EVERY): must be a whole number >= 1"),
+        (["--detect-every", "-3"], "must be a whole number >= 1"),
+        (["--segment-seconds", "nan"], "segment_seconds (--segment-seconds, FERVID_SEGMENT_SECONDS)"),
+        (["--segment-seconds", "-1"], "must be a finite number > 0"),
+        (["--every-frame", "--sample-fps", "3"], "give --sample-fps or --every-frame, not both"),
+    ],
+)
+def test_submit_refuses_bad_options_before_storing(cli: CliRunner, embedded_settings, folder: Path, args, expected) -> None:
+    before = job_count(embedded_settings)
+    result = cli.invoke(app, ["submit", str(folder), *args])
+    assert result.exit_code == 2, result.output
+    assert expected in one_line_error(result.output)
+    assert job_count(embedded_settings) == before
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("FERVID_SAMPLE_FPS", "abc", "FERVID_SAMPLE_FPS: 'abc' is not a valid float for sample_fps"),
+        ("FERVID_DETECTOR", "dlib", "FERVID_DETECTOR): must be one of centerface, haar, none"),
+        ("FERVID_FLIP", "maybe", "FERVID_FLIP: 'maybe' is not a valid bool for flip"),
+        ("FERVID_DATABASE_URL", "mysql://u@h/db", "unsupported scheme; use one of postgresql://"),
+    ],
+)
+def test_bad_environment_names_the_variable(cli: CliRunner, folder: Path, monkeypatch, variable, value, expected) -> None:
+    monkeypatch.setenv(variable, value)
+    result = cli.invoke(app, ["submit", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert expected in one_line_error(result.output)
+
+
+def test_settings_are_checked_in_one_place() -> None:
+    with pytest.raises(SettingsError, match="detect_size"):
+        get_settings(detect_size=8)
+    with pytest.raises(SettingsError, match="detector_threshold"):
+        get_settings(detector_threshold=1.5)
+    assert get_settings(sample_fps=12.5).sample_fps == 12.5
+
+
+@pytest.mark.parametrize(
+    ("url", "mapped"),
+    [
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg2://u:p@h:5/db", "postgresql+psycopg://u:p@h:5/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_database_url_schemes_map_to_the_installed_driver(url: str, mapped: str) -> None:
+    assert database_url(url) == mapped
+
+
+def test_unknown_database_scheme_lists_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match=r"'mysql://': unsupported scheme; use one of postgresql://, postgres://"):
+        database_url("mysql://u:secret@h/db")
+
+
+def test_train_refuses_an_unknown_schedule(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "data" / "happy").mkdir(parents=True)
+    result = cli.invoke(app, ["train", str(tmp_path / "data"), "--schedule", "cosin", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "unknown schedule 'cosin'; choose one of: constant, cosine" in one_line_error(result.output)
+    assert not (tmp_path / "run").exists()
+
+
+def test_report_unknown_format_is_exit_2(cli: CliRunner, folder: Path) -> None:
+    job = cli.invoke(app, ["submit", str(folder), "--detector", "none"])
+    assert job.exit_code == 0, job.output
+    result = cli.invoke(app, ["report", "--job", job.output.strip().splitlines()[-1], "--format", "xml"])
+    assert result.exit_code == 2 and "unknown format 'xml'" in one_line_error(result.output)
+
+
+def test_zero_face_job_reports(cli: CliRunner, tmp_path: Path) -> None:
+    """A job in which no face was found reports (table, csv, plot, html) without inventing a dominant expression."""
+    import cv2
+    import numpy as np
+
+    (tmp_path / "noise").mkdir()
+    cv2.imwrite(str(tmp_path / "noise" / "n.png"), np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    job = cli.invoke(app, ["submit", str(tmp_path / "noise"), "--detector", "centerface"])
+    assert job.exit_code == 0, job.output
+    job_id = job.output.strip().splitlines()[-1]
+    table = cli.invoke(app, ["report", "--job", job_id])
+    assert table.exit_code == 0 and "–" in table.output, table.output
+    csv = cli.invoke(app, ["report", "--job", job_id, "--format", "csv"])
+    assert csv.exit_code == 0 and csv.output.splitlines()[1].startswith("all,,,0,,"), csv.output
+    for option, name in (("--plot", "t.png"), ("--html", "r.html")):
+        result = cli.invoke(app, ["report", "--job", job_id, option, str(tmp_path / name)])
+        assert result.exit_code == 0 and (tmp_path / name).stat().st_size > 0, result.output
+
+
+def test_db_downgrade_needs_a_revision_and_yes(cli: CliRunner, embedded_settings) -> None:
+    before = job_count(embedded_settings)
+    missing = cli.invoke(app, ["db", "downgrade"])
+    assert missing.exit_code == 2
+    unconfirmed = cli.invoke(app, ["db", "downgrade", "base"])
+    assert unconfirmed.exit_code == 2 and "--yes" in one_line_error(unconfirmed.output)
+    assert job_count(embedded_settings) == before  # nothing dropped
+
+
+def test_control_characters_are_escaped(cli: CliRunner, tmp_path: Path) -> None:
+    name = str(tmp_path / "a\x1b[31mred\nx.mp4")
+    result = cli.invoke(app, ["submit", name])
+    assert result.exit_code == 2
+    line = one_line_error(result.output)
+    assert "\x1b" not in result.output and "\\x1b[31mred\\nx.mp4: no such file or directory" in line
+
+
+def test_printable() -> None:
+    assert printable("ok été 1.mp4") == "ok été 1.mp4"
+    assert printable("a\tb\rc\x00") == "a\\tb\\rc\\x00"
