@@ -82,22 +82,28 @@ def submit(
 
 def _wait(settings: Settings, job_id: int) -> None:
     from fervid.db import database
-    from fervid.db.jobs import get_job
+    from fervid.db.jobs import wait_job
 
-    engine = database(settings)
+    started, warned = time.monotonic(), False
     with _progress(None) as progress:
         task = progress.add_task(f"job {job_id} segments", total=None)
-        while True:
-            job = get_job(engine, job_id)
+
+        def show(job: dict[str, Any]) -> None:
+            nonlocal warned
             progress.update(
                 task,
                 completed=job["segments_done"],
                 total=job["segments_total"],
                 description=f"job {job_id}: {job['frames_done']} frames, {job['faces']} faces, segments",
             )
-            if job["status"] in ("done", "failed", "cancelled"):
-                return
-            time.sleep(0.5)
+            if job["status"] == "queued" and not warned and time.monotonic() - started > settings.wait_notice:
+                warned = True
+                progress.console.print(
+                    f"[yellow]no worker has taken job {job_id} after {settings.wait_notice:g} s:[/] is a `fervid worker` "
+                    f"running on queue {settings.queue!r} of {redact(settings.broker_url or '')}?"
+                )
+
+        wait_job(database(settings), job_id, show, outage=settings.wait_outage)
 
 
 def _exit_for(settings: Settings, job_id: int) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, case, exists, func, insert, literal, select, update
 
 from fervid.db.engine import write_transaction
@@ -116,7 +119,7 @@ def begin_segment(engine: Engine, job_id: int, idx: int, worker: str) -> bool:
             update(segment_table)
             .where(seg.job_id == job_id, seg.idx == idx, seg.status != "done")
             .where(~exists().where(jobs.c.id == job_id, jobs.c.status == "cancelled"))
-            .values(status="running", attempts=seg.attempts + 1, worker=worker, started_at=now, error=None)
+            .values(status="running", attempts=seg.attempts + 1, worker=worker, started_at=now, heartbeat_at=now, error=None)
         ).rowcount
         if not claimed:
             job_row(conn, job_id)  # raises for a missing job
@@ -133,6 +136,78 @@ def begin_segment(engine: Engine, job_id: int, idx: int, worker: str) -> bool:
             )
         )
     return True
+
+
+def wait_job(
+    engine: Engine,
+    job_id: int,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    outage: float = 60.0,
+    poll: float = 0.5,
+) -> dict[str, Any]:
+    """Poll a job until it is done, failed or cancelled; its row. ``on_poll`` sees the row at each poll. The
+    database being unreachable for up to ``outage`` seconds in a row (a restart) is waited through, with capped
+    exponential backoff; a longer outage raises the last error."""
+    failing_since: float | None = None
+    delay = poll
+    while True:
+        try:
+            job = get_job(engine, job_id)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if now - failing_since > outage:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        failing_since, delay = None, poll
+        if on_poll:
+            on_poll(job)
+        if job["status"] in FINISHED_STATUSES:
+            return job
+        time.sleep(poll)
+
+
+def beat(engine: Engine, job_id: int, idx: int, worker: str) -> bool:
+    """Refresh the heartbeat of segment ``idx`` while ``worker`` runs it; False once it is no longer its own."""
+    seg = segment_table.c
+    with write_transaction(engine) as conn:
+        return bool(
+            conn.execute(
+                update(segment_table)
+                .where(seg.job_id == job_id, seg.idx == idx, seg.status == "running", seg.worker == worker)
+                .values(heartbeat_at=literal(utcnow(), UTCDateTime()))
+            ).rowcount
+        )
+
+
+def claim_stale_segments(engine: Engine, older_than: float) -> dict[int, list[int]]:
+    """Running segments of live jobs whose heartbeat is more than ``older_than`` seconds old (their worker died),
+    claimed for re-enqueueing: each one's heartbeat is renewed under the same condition, so of several processes
+    looking at once only one claims it. Returns ``{job_id: [segment, ...]}`` claimed."""
+    seg = segment_table.c
+    now = utcnow()
+    cutoff = literal(now - timedelta(seconds=older_than), UTCDateTime())
+    stale = (
+        (seg.status == "running")
+        & (func.coalesce(seg.heartbeat_at, seg.started_at) < cutoff)
+        & exists().where(jobs.c.id == seg.job_id, jobs.c.status.in_(("queued", "running")))
+    )
+    claimed: dict[int, list[int]] = {}
+    with engine.connect() as conn:
+        candidates = conn.execute(select(seg.job_id, seg.idx).where(stale).order_by(seg.job_id, seg.idx)).all()
+    for job_id, idx in candidates:
+        with write_transaction(engine) as conn:
+            renewed = conn.execute(
+                update(segment_table)
+                .where(seg.job_id == job_id, seg.idx == idx, stale)
+                .values(heartbeat_at=literal(now, UTCDateTime()))
+            ).rowcount
+        if renewed:
+            claimed.setdefault(job_id, []).append(idx)
+    return claimed
 
 
 def unfinished_segments(engine: Engine, job_id: int) -> list[int]:

@@ -51,6 +51,11 @@ class Settings:
     batch_size: int = 64
     segment_seconds: float = 60.0
     segment_timeout: float = 3600.0
+    heartbeat_interval: float = 10.0  # a running segment's worker refreshes segments.heartbeat_at this often
+    heartbeat_timeout: float = 60.0  # a running segment whose heartbeat is older is taken for lost and sent again
+    url_timeout: float = 30.0  # seconds a URL source may take to connect, and to send more data
+    wait_outage: float = 60.0  # `submit --wait` waits through database outages this long
+    wait_notice: float = 30.0  # `submit --wait` says so when no worker has taken the job after this long
     max_duration: float = 6 * 3600.0
     max_frames: int = 2_000_000
     max_pixels: int = 4096 * 2160
@@ -64,6 +69,11 @@ class Settings:
             if problem:
                 flag = name.replace("_", "-")
                 raise SettingsError(f"{name} (--{flag}, {ENV_PREFIX}{name.upper()}): {problem}")
+        if self.heartbeat_timeout <= 2 * self.heartbeat_interval:
+            raise SettingsError(
+                f"heartbeat_timeout (FERVID_HEARTBEAT_TIMEOUT) must exceed twice heartbeat_interval "
+                f"(FERVID_HEARTBEAT_INTERVAL): {self.heartbeat_timeout:g} <= 2 × {self.heartbeat_interval:g}"
+            )
 
     @property
     def embedded(self) -> bool:
@@ -117,6 +127,11 @@ RULES = {
     "batch_size": _number(1, 4096, above=False, whole=True),
     "segment_seconds": _number(0),
     "segment_timeout": _number(0),
+    "heartbeat_interval": _number(0, 3600),
+    "heartbeat_timeout": _number(0),
+    "url_timeout": _number(0),
+    "wait_outage": _number(0, above=False),
+    "wait_notice": _number(0),
     "max_duration": _number(0),
     "max_frames": _number(1, above=False, whole=True),
     "max_pixels": _number(1, above=False, whole=True),

@@ -614,3 +614,17 @@ def test_task_messages_are_json_only() -> None:
 
     conf = make_app(get_settings(broker_url="redis://127.0.0.1:6379/15")).conf
     assert conf.accept_content == ["json"] and conf.task_serializer == conf.result_serializer == "json"
+
+
+@pytest.mark.timeout(60)  # without the URL timeouts the silent server hangs the submit for ever
+def test_url_that_sends_nothing_fails_its_job(settings: Settings, stored, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts the connection and then sends nothing: the job fails after FERVID_URL_TIMEOUT."""
+    import socket
+
+    monkeypatch.setenv("FERVID_URL_TIMEOUT", "1.5")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/lecture.mp4"
+        job, error = outcome(settings.replace(url_timeout=1.5), Submission(url))
+    assert isinstance(error, ValueError) and str(error) == f"{url}: no answer within 1.5 s (FERVID_URL_TIMEOUT)"
+    assert job is not None and job["status"] == "failed" and job["error"] == str(error)
+    assert state(database(settings), stored[0]) == stored[1]

@@ -444,3 +444,56 @@ def test_migration_0002_keeps_rows_stored_under_a_duplicate_key(db_url: str) -> 
     assert [(r[1], r[2]) for r in rows] == [(41, 1.64), (-rows[1][0], 1.68), (42, 1.72)]
     with pytest.raises(sqlalchemy.exc.IntegrityError), engine.begin() as conn:
         conn.execute(insert(detections).values(job_id=job, segment=0, frame_index=41, t=1.64, track_id=0))
+
+
+def test_stale_segments_are_claimed_once(db_url: str) -> None:
+    """A running segment whose heartbeat stopped is claimed by one caller only; a beating one is not claimed."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from fervid.db.jobs import beat, claim_stale_segments
+    from fervid.db.schema import segments, utcnow
+
+    engine = get_engine(db_url)
+    ensure_schema(db_url)
+    job_id = create_job(engine, source="v.mp4", kind="video", params={}, model_name="m", model_sha256="0" * 64,
+                        classes=["happy"], segments=[(0.0, 1.0), (1.0, None)])  # fmt: skip
+    assert begin_segment(engine, job_id, 0, "host:1") and begin_segment(engine, job_id, 1, "host:2")
+    old = utcnow() - timedelta(seconds=120)
+    with engine.begin() as conn:
+        conn.execute(update(segments).where(segments.c.job_id == job_id).values(heartbeat_at=old))
+    assert beat(engine, job_id, 1, "host:2")  # the second worker is alive
+    assert not beat(engine, job_id, 1, "host:3")  # not its segment
+    assert claim_stale_segments(engine, 60.0) == {job_id: [0]}
+    assert claim_stale_segments(engine, 60.0) == {}  # claimed: its heartbeat was renewed
+
+
+def test_readme_sql_examples_run(db_url: str, tmp_path, tiny_checkpoint) -> None:
+    """Every SQL example in the README runs on SQLite and PostgreSQL, against job 1 — a labelled video job."""
+    import re
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    from fervid.db import database
+    from fervid.settings import get_settings
+    from fervid.worker.jobs import Submission, submit
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
+    statements = [
+        sql for block in blocks for part in block.split(";")
+        if (sql := "\n".join(line for line in part.splitlines() if not line.strip().startswith("--")).strip())
+    ]  # fmt: skip
+    assert len(statements) >= 5
+    from videos import make_video
+
+    video = make_video(tmp_path / "v.mp4", seconds=3.0, fps=10)
+    (tmp_path / "labels.csv").write_text("start,end,label\n0,1.5,happy\n1.5,3,sad\n")
+    settings = get_settings(data_dir=tmp_path, database_url=db_url, broker_url="", model=str(tiny_checkpoint), detector="none")
+    assert submit(Submission(str(video), labels=str(tmp_path / "labels.csv")), settings) == 1
+    with database(settings).connect() as conn:
+        for statement in statements:
+            conn.execute(text(statement)).all()
+        assert conn.execute(text("SELECT count(*) FROM fervid_recall WHERE job_id = 1")).scalar() > 0

@@ -197,6 +197,38 @@ def test_a_killed_worker_s_segment_is_delivered_again(settings, workers, videos,
     assert again["attempts"] >= 2 and again["worker"] != segment["worker"]
 
 
+def test_a_killed_worker_is_recovered_by_heartbeat_with_default_timeouts(
+    settings, workers, videos, embedded
+) -> None:
+    """With the default settings the message of a SIGKILLed worker waits out a two-hour visibility timeout; its
+    segment's heartbeat stops instead, and the live worker sends the segment again: done within two minutes, with
+    exactly the embedded run's rows."""
+    import time
+
+    settings = settings.replace(segment_timeout=get_settings().segment_timeout)
+    assert settings.segment_timeout == 3600 and settings.heartbeat_timeout == 60
+    workers.settings = settings
+    workers.start(2)
+    job_id = submit(Submission(str(videos(SHORT))), settings)
+    engine = database(settings)
+    while True:
+        segment = wait_for(lambda: running_segment(engine, job_id), "a running segment", workers, poll=0.02)
+        group = os.getpgid(int(segment["worker"].split(":")[1]))
+        os.killpg(group, signal.SIGSTOP)
+        now = get_segment(engine, job_id, segment["idx"])
+        killed = now["status"] == "running" and now["worker"] == segment["worker"]
+        os.killpg(group, signal.SIGKILL if killed else signal.SIGCONT)
+        if killed:
+            break
+    started = time.monotonic()
+    job = wait_for(lambda: (j := get_job(engine, job_id))["status"] in ("done", "failed") and j, "the job", workers, timeout=150)
+    assert job["status"] == "done", job["error"]
+    assert time.monotonic() - started < 120
+    assert_same_as_embedded(results(engine, job_id), embedded(SHORT), SHORT)
+    again = get_segment(engine, job_id, segment["idx"])
+    assert again["attempts"] >= 2 and again["worker"] != segment["worker"]
+
+
 @restarts_services
 def test_a_postgres_restart_mid_job_ends_done_or_retryable(settings, workers, videos, embedded) -> None:
     workers.start(2)
@@ -212,6 +244,40 @@ def test_a_postgres_restart_mid_job_ends_done_or_retryable(settings, workers, vi
         job = wait_finished(engine, job_id, workers)
     assert job["status"] == "done", job["error"]
     assert_same_as_embedded(results(engine, job_id), embedded(LONG), LONG)
+
+
+@restarts_services
+def test_submit_wait_waits_through_a_database_restart(settings, workers, videos, tmp_path: Path) -> None:
+    """`fervid submit --wait` keeps waiting while PostgreSQL is down for a few seconds and exits with the job's
+    real outcome (0, done), not "service unavailable"."""
+    from conftest import FERVID
+
+    from fervid.worker.launcher import settings_env
+
+    workers.start(2)
+    env = {**os.environ, **settings_env(settings)}
+    waiting = subprocess.Popen([str(FERVID), "submit", str(videos(LONG)), "--wait"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    engine = database(settings)
+    wait_for(lambda: running_segment_of_any(engine), "a running segment", workers, poll=0.05)
+    cluster = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "stop"], check=True, timeout=60)
+    import time
+
+    time.sleep(5)
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "start"], check=True, timeout=60)
+    out, err = waiting.communicate(timeout=300)
+    job_id = int(out.strip().splitlines()[0])
+    job = get_job(engine, job_id)
+    if job["status"] == "failed":  # a segment gave up on the outage: the exit code says so, not "unavailable"
+        assert waiting.returncode == 1 and "service unavailable" not in err, err
+    else:
+        assert job["status"] == "done" and waiting.returncode == 0, err
+
+
+def running_segment_of_any(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text("SELECT count(*) FROM segments WHERE status = 'running'")).scalar())
 
 
 @restarts_services

@@ -39,6 +39,8 @@ import numpy as np
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
+from fervid.settings import get_settings
+
 logger = logging.getLogger(__name__)
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
@@ -135,9 +137,15 @@ def _open(source: str | Path) -> tuple[InputContainer, VideoStream, str]:
         if damage := _mp4_damage(path):
             raise DecodeError(name, damage)
     try:
-        container = av.open(text, "r")
+        if _URL.match(text):  # a server that accepts and then sends nothing must not hang the job
+            limit = get_settings().url_timeout
+            container = av.open(text, "r", timeout=(limit, limit))
+        else:
+            container = av.open(text, "r")
     except av.InvalidDataError:
         raise DecodeError(name, "not a video (unrecognised format)") from None
+    except av.ExitError:  # FFmpeg's interrupt callback: the timeout passed
+        raise DecodeError(name, f"no answer within {get_settings().url_timeout:g} s (FERVID_URL_TIMEOUT)") from None
     except (av.FFmpegError, OSError) as error:
         raise DecodeError(name, f"cannot open: {getattr(error, 'strerror', None) or error}") from None
     if not container.streams.video:

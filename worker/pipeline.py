@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 from sqlalchemy import Engine
 
-from fervid.db.jobs import begin_segment, fail_segment, get_job, get_segment, unfinished_segments
+from fervid.db.jobs import beat, begin_segment, fail_segment, get_job, get_segment, unfinished_segments
 from fervid.db.reports import track_bounds
 from fervid.db.writes import finalize_job, label_pairs, remap_tracks, store_evaluation, write_segment
 from fervid.expressions import EXPRESSIONS
@@ -348,7 +348,8 @@ def process_segment(
     job = get_job(engine, job_id)
     segment = get_segment(engine, job_id, idx)
     try:
-        rows, counts = run_segment(job, idx, segment["start"], segment["end"], settings, worker, on_frame)
+        with heartbeat(engine, job_id, idx, worker, settings.heartbeat_interval):
+            rows, counts = run_segment(job, idx, segment["start"], segment["end"], settings, worker, on_frame)
     except Exception as exc:
         fail_segment(engine, job_id, idx, str(exc))
         raise
@@ -363,6 +364,29 @@ def process_segment(
     if last:
         finalize(engine, job_id)
     return last
+
+
+@contextmanager
+def heartbeat(engine: Engine, job_id: int, idx: int, worker: str, interval: float) -> Iterator[None]:
+    """Refresh the segment's heartbeat every ``interval`` seconds while the block runs (a thread), so that a
+    worker that dies is noticed (:func:`~fervid.db.jobs.claim_stale_segments`); a failed refresh (the database
+    briefly away) is logged and tried again at the next beat."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval):
+            try:
+                beat(engine, job_id, idx, worker)
+            except Exception as exc:  # noqa: BLE001 - a heartbeat never stops the segment
+                logger.warning("job %s segment %s: heartbeat failed: %s", job_id, idx, exc)
+
+    thread = threading.Thread(target=run, name="fervid-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def stitch_tracks(engine: Engine, job_id: int, max_gap: float) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -24,7 +25,7 @@ from celery import Celery, Task, shared_task, signals
 from sqlalchemy import Engine, select
 
 from fervid.db.engine import get_engine
-from fervid.db.jobs import fail_segment, get_job, set_status
+from fervid.db.jobs import claim_stale_segments, fail_segment, get_job, set_status
 from fervid.db.schema import jobs, segments
 from fervid.settings import Settings, get_settings
 from fervid.worker import runtime
@@ -89,6 +90,43 @@ def enqueue_segments(job_id: int, idxs: Iterable[int], settings: Settings) -> li
     return sent
 
 
+def reclaim(settings: Settings) -> dict[int, list[int]]:
+    """Re-enqueue the running segments whose worker stopped beating for ``heartbeat_timeout`` seconds (killed, out
+    of memory, a lost machine): their messages would otherwise wait out the broker's visibility timeout. A late
+    duplicate is harmless: a segment's rows are written once. Returns ``{job_id: [segment, ...]}``."""
+    from fervid.db import database
+
+    claimed = claim_stale_segments(database(settings), settings.heartbeat_timeout)
+    for job, idxs in claimed.items():
+        logger.warning("job %s: segments %s lost their worker (no heartbeat for %g s): sent again", job, idxs, settings.heartbeat_timeout)
+        enqueue_segments(job, idxs, settings)
+    return claimed
+
+
+def reaper(settings: Settings, stop: threading.Event) -> None:
+    """Until ``stop``: :func:`reclaim` every half heartbeat timeout (each worker runs one, so any live worker
+    recovers a dead one's segments); errors are logged and tried again."""
+    while not stop.wait(settings.heartbeat_timeout / 2):
+        try:
+            reclaim(settings)
+        except Exception as exc:  # noqa: BLE001 - the reaper outlives a database or broker outage
+            logger.warning("reclaiming lost segments failed: %s", exc)
+
+
+_reaper_stop = threading.Event()
+
+
+@signals.worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    """In each worker's main process: start the :func:`reaper` thread."""
+    threading.Thread(target=reaper, args=(get_settings(), _reaper_stop), name="fervid-reaper", daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def _stop_reaper(**_: Any) -> None:
+    _reaper_stop.set()
+
+
 def recover(settings: Settings) -> dict[int, list[int]]:
     """Re-enqueue the unfinished segments of queued or running jobs that have no message in the broker.
 
@@ -104,15 +142,19 @@ def recover(settings: Settings) -> dict[int, list[int]]:
         raise ValueError("recover needs a broker (FERVID_BROKER_URL); on the embedded default `fervid retry N` re-runs a job")
     from fervid.db import database
 
+    stale = reclaim(settings)  # dead workers' segments, whatever the broker holds for them
     unfinished = _unfinished_segments(database(settings))  # read before the broker: a race only re-sends
     if not unfinished:
-        return {}
+        return stale
     held = _segments_in_broker(make_app(settings), settings.queue)
+    held |= {(job, i) for job, idxs in stale.items() for i in idxs}
     lost = {job: missing for job, idxs in unfinished.items() if (missing := [i for i in idxs if (job, i) not in held])}
     for job, idxs in lost.items():
         logger.warning("job %s: re-enqueueing lost segments %s", job, idxs)
         enqueue_segments(job, idxs, settings)
-    return lost
+    for job, idxs in stale.items():
+        lost.setdefault(job, []).extend(idxs)
+    return {job: sorted(idxs) for job, idxs in lost.items()}
 
 
 def _unfinished_segments(engine: Engine) -> dict[int, list[int]]:
