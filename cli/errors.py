@@ -65,6 +65,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             error, code, message = exc, EXIT_BAD_INPUT, exc.format_message()
         except (ValueError, LookupError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             error, code, message = exc, EXIT_BAD_INPUT, str(exc)
+        except ImportError as exc:  # an optional dependency: the message names the pip command
+            error, code, message = exc, EXIT_BAD_INPUT, str(exc)
+        except BrokenPipeError:  # the reader closed the pipe (`fervid export ... | head`): it has what it wants
+            _quiet_stdout()
+            raise typer.Exit(0) from None
         except KeyboardInterrupt as exc:
             error, code, message = exc, 130, "interrupted"
         except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
@@ -72,13 +77,22 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             if _unavailable(exc):
                 code, message = EXIT_UNAVAILABLE, f"service unavailable: {str(exc).splitlines()[0]}"
             else:
-                code, message = EXIT_FAILED, f"{type(exc).__name__}: {exc}"
+                code, message = EXIT_FAILED, f"{str(exc).strip() or 'unexpected error'} (fervid --debug shows the traceback)"
         if _debug:
             _print_traceback(error)
         err_console.print(f"[bold red]error:[/] {escape(printable(redact(message)))}")
         raise typer.Exit(code)
 
     return wrapper
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null, so that flushing it at exit does not fail on the closed pipe again."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _print_traceback(error: BaseException) -> None:

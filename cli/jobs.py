@@ -16,12 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fervid.cli.errors import EXIT_FAILED, err_console, handle_errors, printable, redact
-from fervid.settings import Settings, get_settings
+from fervid.settings import DETECTOR_CHOICES, Settings, described, get_settings
 
 console = Console(highlight=False)
 
-DatabaseUrl = Annotated[Optional[str], typer.Option(help="Database URL [env: FERVID_DATABASE_URL] (default: embedded SQLite).")]
-BrokerUrl = Annotated[Optional[str], typer.Option(help="Celery broker URL [env: FERVID_BROKER_URL] (default: run in-process).")]
+DatabaseUrl = Annotated[Optional[str], typer.Option(help="Database URL \\[default: embedded SQLite; env: FERVID_DATABASE_URL].")]
+BrokerUrl = Annotated[Optional[str], typer.Option(help="Celery broker URL \\[default: none, run in-process; env: FERVID_BROKER_URL].")]
 JobId = Annotated[int, typer.Option("--job", "-j", help="Job id (`fervid jobs` lists them).")]
 
 
@@ -37,16 +37,20 @@ def _progress(total: int | None) -> Progress:
 @handle_errors
 def submit(
     path: Annotated[str, typer.Argument(help="A video file or URL, or a folder of images (class sub-folders give ground truth).")],
-    sample_fps: Annotated[Optional[float], typer.Option(help="Frames per second to analyse, by timestamp [default: 5].")] = None,
+    sample_fps: Annotated[Optional[float], typer.Option(help=described("sample_fps", "Frames per second to analyse, by timestamp."))] = None,
     every_frame: Annotated[bool, typer.Option("--every-frame", help="Analyse every frame.")] = False,
-    model: Annotated[Optional[str], typer.Option(help="Shipped model name (`fervid models`) or checkpoint path.")] = None,
-    detector: Annotated[Optional[str], typer.Option(help="centerface (default), haar (the paper's), or none (images are face crops).")] = None,
-    detect_every: Annotated[Optional[int], typer.Option(help="Detect on every k-th sampled frame; the tracker fills the gaps.")] = None,
+    model: Annotated[Optional[str], typer.Option(help=described("model", "Shipped model name (`fervid models`) or checkpoint path."))] = None,
+    detector: Annotated[
+        Optional[str], typer.Option(help=described("detector", f"{', '.join(DETECTOR_CHOICES)}: haar is the paper's; none: each image is the face."))
+    ] = None,
+    detect_every: Annotated[
+        Optional[int], typer.Option(help=described("detect_every", "Detect on every k-th sampled frame; the tracker fills the gaps."))
+    ] = None,
     flip: Annotated[
-        Optional[bool], typer.Option(help="Average each face with its mirror image (FERVID_FLIP) [default: on].")
+        Optional[bool], typer.Option(help=described("flip", "Average each face with its mirror image."))
     ] = None,
     labels: Annotated[Optional[Path], typer.Option(help="CSV start,end,label (seconds) with the video's ground truth.")] = None,
-    segment_seconds: Annotated[Optional[float], typer.Option(help="Segment length for parallel workers.")] = None,
+    segment_seconds: Annotated[Optional[float], typer.Option(help=described("segment_seconds", "Segment length for parallel workers."))] = None,
     wait: Annotated[bool, typer.Option("--wait", help="With a broker: wait for the job and show its progress.")] = False,
     database_url: DatabaseUrl = None,
     broker_url: BrokerUrl = None,

@@ -48,6 +48,7 @@ class Settings:
     detect_every: int = 1
     detector_threshold: float = 0.5
     flip: bool = True
+    track_gap: float = 1.0  # seconds a track may go unseen before it ends
     batch_size: int = 64
     segment_seconds: float = 60.0
     segment_timeout: float = 3600.0
@@ -125,6 +126,7 @@ RULES = {
     "detect_every": _number(1, 1000, above=False, whole=True),
     "detector_threshold": _number(0, 1, above=True),
     "batch_size": _number(1, 4096, above=False, whole=True),
+    "track_gap": _number(0, 3600),
     "segment_seconds": _number(0),
     "segment_timeout": _number(0),
     "heartbeat_interval": _number(0, 3600),
@@ -138,6 +140,15 @@ RULES = {
     "device": _device,
     "log_level": _choice(LOG_LEVELS),
 }
+
+
+def described(name: str, text: str) -> str:
+    """``text`` followed by setting ``name``'s default, variable and, for a choice, its values — for option help
+    (brackets escaped, so that rich shows them)."""
+    spec = next(f for f in fields(Settings) if f.name == name)
+    default = spec.default if spec.default is not dataclasses.MISSING else "(see the README)"
+    shown = {True: "on", False: "off", None: "none"}.get(default, default) if isinstance(default, (bool, type(None))) else default
+    return f"{text} \\[default: {shown}; env: {ENV_PREFIX}{name.upper()}]"
 
 
 def _coerce(kind: type | str, raw: str) -> object:

@@ -167,3 +167,35 @@ def test_control_characters_are_escaped(cli: CliRunner, tmp_path: Path) -> None:
 def test_printable() -> None:
     assert printable("ok été 1.mp4") == "ok été 1.mp4"
     assert printable("a\tb\rc\x00") == "a\\tb\\rc\\x00"
+
+
+def test_parquet_without_pyarrow_names_the_extra(cli: CliRunner, folder: Path, monkeypatch, tmp_path: Path) -> None:
+    import sys
+
+    job = cli.invoke(app, ["submit", str(folder), "--detector", "none"])
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
+    result = cli.invoke(app, ["export", "--job", job.output.strip().splitlines()[-1], "--format", "parquet", "-o", str(tmp_path / "x.parquet")])
+    assert result.exit_code == 2
+    assert "pip install 'fervid[parquet]'" in one_line_error(result.output) and "ImportError" not in result.output
+
+
+def test_export_into_a_closed_pipe_is_quiet(embedded_settings, tmp_path: Path, monkeypatch) -> None:
+    """`fervid export ... | head` closes the pipe early: no "service unavailable", exit 0."""
+    import subprocess
+    import sys
+
+    from videos import make_video
+
+    from fervid.worker.jobs import Submission, submit
+
+    video = make_video(tmp_path / "v.mp4", seconds=12.0, fps=25)
+    job_id = submit(Submission(str(video), every_frame=True), embedded_settings.replace(detector="none"))
+    env = {"FERVID_DATA_DIR": str(embedded_settings.data_dir), "FERVID_DATABASE_URL": embedded_settings.database_url,
+           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    fervid = Path(sys.executable).with_name("fervid")
+    done = subprocess.run(
+        f"'{fervid}' export --job {job_id} --format csv | head -c 100 > /dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.stdout.strip() == "0", done.stderr
+    assert "unavailable" not in done.stderr and "Error" not in done.stderr, done.stderr

@@ -91,6 +91,7 @@ def create(engine: Engine, submission: Submission, settings: Settings) -> int:
         threshold=settings.detector_threshold,
         flip=settings.flip,
         batch_size=settings.batch_size,
+        max_gap=settings.track_gap,
         labels=[tuple(r) for r in labels] if labels else None,
     )
     common = dict(params=asdict(options), model_name=model.name, model_sha256=model.sha256, classes=checkpoint.classes)

@@ -8,17 +8,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class JobOptions:
-    """Detector, sampling, batching and tracking options, plus the ground-truth ranges of a video."""
+    """Detector, sampling, batching and tracking options, plus the ground-truth ranges of a video.
+
+    Every value comes from the settings at submission (:func:`fervid.worker.jobs.create`), the one source of
+    defaults; the defaults here are what jobs stored before an option existed did.
+    """
 
     model_path: str
-    sample_fps: float | None = 5.0  # None: every frame
-    detector: str = "centerface"
-    detect_size: int = 480
-    detect_every: int = 1
-    threshold: float = 0.5
-    flip: bool = False  # average each face with its mirror image (older jobs: off)
-    batch_size: int = 64
-    max_gap: float = 1.0
+    sample_fps: float | None  # None: every frame
+    detector: str
+    detect_size: int
+    detect_every: int
+    threshold: float
+    batch_size: int
+    flip: bool = False  # average each face with its mirror image (jobs before it: off)
+    max_gap: float = 1.0  # seconds a track may go unseen (jobs before FERVID_TRACK_GAP: 1 s)
     labels: list[tuple[float, float, str]] | None = field(default=None)
 
     @classmethod
