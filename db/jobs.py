@@ -210,6 +210,22 @@ def claim_stale_segments(engine: Engine, older_than: float) -> dict[int, list[in
     return claimed
 
 
+def live_unfinished_segments(engine: Engine) -> dict[int, list[int]]:
+    """The segments not yet done of every queued or running job: ``{job_id: [segment, ...]}``."""
+    seg = segment_table.c
+    query = (
+        select(seg.job_id, seg.idx)
+        .join(jobs, jobs.c.id == seg.job_id)
+        .where(jobs.c.status.in_(("queued", "running")), seg.status != "done")
+        .order_by(seg.job_id, seg.idx)
+    )
+    found: dict[int, list[int]] = {}
+    with engine.connect() as conn:
+        for job_id, idx in conn.execute(query):
+            found.setdefault(job_id, []).append(idx)
+    return found
+
+
 def unfinished_segments(engine: Engine, job_id: int) -> list[int]:
     """The indices of the job's segments that are not done, in order."""
     seg = segment_table.c

@@ -497,3 +497,12 @@ def test_readme_sql_examples_run(db_url: str, tmp_path, tiny_checkpoint) -> None
         for statement in statements:
             conn.execute(text(statement)).all()
         assert conn.execute(text("SELECT count(*) FROM fervid_recall WHERE job_id = 1")).scalar() > 0
+
+
+def test_head_is_alembics_head() -> None:
+    """The cheap head (the highest-numbered migration file) is the head of Alembic's revision graph."""
+    from alembic.script import ScriptDirectory
+
+    from fervid.db.migrate import script_location
+
+    assert head() == ScriptDirectory(str(script_location())).get_current_head()

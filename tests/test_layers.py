@@ -60,3 +60,21 @@ def test_read_only_commands_load_no_ml_code(command: list[str], tmp_path: Path) 
     env = {"FERVID_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, env=env, timeout=120)
     assert "HEAVY []" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_sql_lives_in_db() -> None:
+    """Outside db/ (and its migrations) SQLAlchemy is a type (``Engine``) and a family of errors, never a query."""
+    allowed = {"sqlalchemy.Engine", "sqlalchemy.exc"}
+    offenders = {}
+    for package in ("cli", "worker", "model", "fervid"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+                    used = {f"{node.module}.{a.name}" if node.module == "sqlalchemy" else node.module for a in node.names}
+                elif isinstance(node, ast.Import):
+                    used = {a.name for a in node.names if a.name.startswith("sqlalchemy")}
+                else:
+                    continue
+                if used - allowed:
+                    offenders[str(path.relative_to(ROOT))] = sorted(used - allowed)
+    assert offenders == {}

@@ -22,11 +22,9 @@ import redis.exceptions
 import sqlalchemy.exc
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celery import Celery, Task, shared_task, signals
-from sqlalchemy import Engine, select
 
 from fervid.db.engine import get_engine
-from fervid.db.jobs import claim_stale_segments, fail_segment, get_job, set_status
-from fervid.db.schema import jobs, segments
+from fervid.db.jobs import claim_stale_segments, fail_segment, get_job, live_unfinished_segments, set_status
 from fervid.settings import Settings, get_settings
 from fervid.worker import runtime
 from fervid.worker.celery_app import SEGMENT_TASK, make_app
@@ -143,7 +141,7 @@ def recover(settings: Settings) -> dict[int, list[int]]:
     from fervid.db import database
 
     stale = reclaim(settings)  # dead workers' segments, whatever the broker holds for them
-    unfinished = _unfinished_segments(database(settings))  # read before the broker: a race only re-sends
+    unfinished = live_unfinished_segments(database(settings))  # read before the broker: a race only re-sends
     if not unfinished:
         return stale
     held = _segments_in_broker(make_app(settings), settings.queue)
@@ -155,21 +153,6 @@ def recover(settings: Settings) -> dict[int, list[int]]:
     for job, idxs in stale.items():
         lost.setdefault(job, []).extend(idxs)
     return {job: sorted(idxs) for job, idxs in lost.items()}
-
-
-def _unfinished_segments(engine: Engine) -> dict[int, list[int]]:
-    seg = segments.c
-    query = (
-        select(seg.job_id, seg.idx)
-        .join(jobs, jobs.c.id == seg.job_id)
-        .where(jobs.c.status.in_(("queued", "running")), seg.status != "done")
-        .order_by(seg.job_id, seg.idx)
-    )
-    found: dict[int, list[int]] = {}
-    with engine.connect() as conn:
-        for job_id, idx in conn.execute(query):
-            found.setdefault(job_id, []).append(idx)
-    return found
 
 
 def _segments_in_broker(app: Celery, queue: str) -> set[tuple[int, int]]:
