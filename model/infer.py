@@ -7,6 +7,7 @@ Two backends: onnxruntime (the checkpoint exported to ONNX in memory once, the f
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -14,6 +15,7 @@ import torch
 
 from fervid.model.checkpoint import Checkpoint, load_checkpoint
 from fervid.model.export import INPUT_NAME, OUTPUT_NAME, onnx_bytes
+from fervid.model.files import sha256_file
 from fervid.settings import get_settings
 
 BACKENDS: tuple[str, ...] = ("auto", "onnx", "torch")
@@ -30,6 +32,26 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available")
     return torch.device(device)
+
+
+def cached_onnx(checkpoint: Checkpoint) -> bytes:
+    """The checkpoint's ONNX export, cached under ``FERVID_DATA_DIR/cache/onnx`` by the file's sha256 and the
+    torch version (a cold process skips the export: seconds on a CPU); a checkpoint in memory is exported."""
+    source = Path(checkpoint.source)
+    if not source.is_file():
+        return onnx_bytes(checkpoint)
+    cache = get_settings().data_dir / "cache" / "onnx" / f"{sha256_file(source)}-torch{torch.__version__}.onnx"
+    if cache.is_file():
+        return cache.read_bytes()
+    data = onnx_bytes(checkpoint)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        partial.replace(cache)
+    except OSError:  # a read-only data directory: export every time
+        pass
+    return data
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -82,7 +104,7 @@ class Classifier:
             providers: list = [("CUDAExecutionProvider", {"device_id": self.device.index or 0}), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        return ort.InferenceSession(onnx_bytes(self.checkpoint), options, providers=providers)
+        return ort.InferenceSession(cached_onnx(self.checkpoint), options, providers=providers)
 
     def predict(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
         """Probabilities ``(N, len(classes))`` float32 for faces ``(N, in_chans, S, S)``, run in batches; ``flip``

@@ -133,3 +133,19 @@ def test_classifier_cuda_without_cuda_raises(checkpoint_path: Path) -> None:
 def test_softmax_is_stable() -> None:
     p = softmax(np.array([[1000.0, 1000.0], [0.0, -1000.0]], dtype=np.float32))
     np.testing.assert_allclose(p, [[0.5, 0.5], [1.0, 0.0]])
+
+
+def test_onnx_export_is_cached_by_checksum(tmp_path, monkeypatch, tiny_checkpoint) -> None:
+    """A cold classifier reads the export of the same checkpoint file from the cache instead of exporting again."""
+    import shutil
+
+    from fervid.model import infer
+    from fervid.model.checkpoint import load_checkpoint
+
+    monkeypatch.setenv("FERVID_DATA_DIR", str(tmp_path))
+    path = shutil.copy(tiny_checkpoint, tmp_path / "m.pt")
+    first = infer.cached_onnx(load_checkpoint(path))
+    (cached,) = (tmp_path / "cache" / "onnx").iterdir()
+    assert cached.read_bytes() == first
+    monkeypatch.setattr(infer, "onnx_bytes", lambda _: pytest.fail("exported again"))
+    assert infer.cached_onnx(load_checkpoint(path)) == first
