@@ -13,32 +13,45 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fervid.cli.errors import handle_errors
+from fervid.model.config import (
+    ARCHS,
+    ATTENTIONS,
+    CROP_MODES,
+    OPTIMIZERS,
+    POSITIONS,
+    PRECISIONS,
+    SCHEDULES,
+    ModelConfig,
+    TrainConfig,
+)
 from fervid.settings import get_settings
 
 console = Console(highlight=False)
+#: The defaults of every network and training option (one source: fervid.model.config).
+MODEL, TRAIN = ModelConfig(), TrainConfig()
 
 DataDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="One sub-folder per class.")]
 Size = Annotated[int, typer.Option(help="Input size in pixels (the paper: 128; 48 and 64 are faster).")]
 Classes = Annotated[Optional[str], typer.Option(help="Comma-separated subset of classes, e.g. the paper's six.")]
 SkipUnknown = Annotated[bool, typer.Option(help="Skip class folders with unknown names instead of failing.")]
 Detect = Annotated[Optional[str], typer.Option(help="Detect faces first (haar|centerface); off for face crops.")]
-Attention = Annotated[str, typer.Option(help="none|ca|sa|csa|se|eca|cbam|scse")]
-Position = Annotated[str, typer.Option(help="after_conv|before_pool|after_pool")]
+Attention = Annotated[str, typer.Option(help="|".join(ATTENTIONS))]
+Position = Annotated[str, typer.Option(help="|".join(POSITIONS))]
 Width = Annotated[float, typer.Option(help="Width multiplier of every layer (the VGG archs).")]
-Arch = Annotated[str, typer.Option(help="csa_vgg|vgg16_gap|mobilenetv2|densenet121|xception")]
+Arch = Annotated[str, typer.Option(help="|".join(ARCHS))]
 Epochs = Annotated[int, typer.Option()]
 BatchSize = Annotated[int, typer.Option()]
 Lr = Annotated[float, typer.Option(help="Learning rate (the paper: Adam, 0.0005).")]
-Schedule = Annotated[str, typer.Option(help="constant|cosine")]
-Optimizer = Annotated[str, typer.Option(help="adam|adamw|sgd (Nesterov momentum 0.9)")]
+Schedule = Annotated[str, typer.Option(help="|".join(SCHEDULES))]
+Optimizer = Annotated[str, typer.Option(help=f"{'|'.join(OPTIMIZERS)} (sgd: Nesterov momentum 0.9)")]
 WeightDecay = Annotated[float, typer.Option(help="Weight decay.")]
 Erasing = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability of random erasing per image.")]
 Mixup = Annotated[float, typer.Option(min=0.0, help="Mixup Beta(a, a) parameter; 0 is off.")]
-Precision = Annotated[str, typer.Option(help="auto|fp32|bf16 on CPU (auto: the faster, measured at start); CUDA: fp16.")]
+Precision = Annotated[str, typer.Option(help=f"{'|'.join(PRECISIONS)} on CPU (auto: the faster, measured at start); CUDA: fp16.")]
 Crop = Annotated[
     str,
     typer.Option(
-        help="aligned: cut every image with CenterFace and the calibrated crop, as jobs do; calibrated: train on the "
+        help=f"{'|'.join(CROP_MODES)}. aligned: cut every image with CenterFace and the calibrated crop, as jobs do; calibrated: train on the "
         "images as they are, record the crop that reproduces their framing; legacy: box plus 20 % margin."
     ),
 ]
@@ -62,9 +75,6 @@ def _classes(value: str | None) -> list[str] | None:
 
 
 def _configs(arch, attention, position, width, **train):  # type: ignore[no-untyped-def]
-    from fervid.model.network import ModelConfig
-    from fervid.model.train import TrainConfig
-
     return ModelConfig(arch=arch, attention=attention, position=position, width=width), TrainConfig(**train)
 
 
@@ -116,23 +126,23 @@ def train(
     skip_unknown: SkipUnknown = False,
     crop: Crop = "aligned",
     soft_labels: SoftLabels = None,
-    arch: Arch = "csa_vgg",
-    attention: Attention = "csa",
-    position: Position = "before_pool",
-    width: Width = 1.0,
-    epochs: Epochs = 30,
-    batch_size: BatchSize = 64,
-    optimizer: Optimizer = "adam",
-    lr: Lr = 5e-4,
-    weight_decay: WeightDecay = 0.0,
-    schedule: Schedule = "constant",
-    smoothing: Smoothing = 0.0,
-    weighted: Weighted = False,
-    erasing: Erasing = 0.0,
-    mixup: Mixup = 0.0,
-    seed: Seed = 0,
-    device: Device = "auto",
-    precision: Precision = "auto",
+    arch: Arch = MODEL.arch,
+    attention: Attention = MODEL.attention,
+    position: Position = MODEL.position,
+    width: Width = MODEL.width,
+    epochs: Epochs = TRAIN.epochs,
+    batch_size: BatchSize = TRAIN.batch_size,
+    optimizer: Optimizer = TRAIN.optimizer,
+    lr: Lr = TRAIN.lr,
+    weight_decay: WeightDecay = TRAIN.weight_decay,
+    schedule: Schedule = TRAIN.schedule,
+    smoothing: Smoothing = TRAIN.label_smoothing,
+    weighted: Weighted = TRAIN.class_weighted,
+    erasing: Erasing = TRAIN.erasing,
+    mixup: Mixup = TRAIN.mixup,
+    seed: Seed = TRAIN.seed,
+    device: Device = TRAIN.device,
+    precision: Precision = TRAIN.precision,
 ) -> None:
     """Train fervid's network on a class-folder tree; the same command, or --resume OUT, continues an interrupted run."""
     from fervid.model.experiment import Callbacks, DataOptions, resume_run, train_folder
@@ -193,21 +203,21 @@ def evaluate(
     detect: Detect = None,
     flip: Annotated[bool, typer.Option(help="Average each face's probabilities with its mirror image's.")] = False,
     crop: Crop = "legacy",
-    arch: Arch = "csa_vgg",
-    attention: Attention = "csa",
-    position: Position = "before_pool",
-    width: Width = 1.0,
-    epochs: Epochs = 30,
-    batch_size: BatchSize = 64,
-    optimizer: Optimizer = "adam",
-    lr: Lr = 5e-4,
-    weight_decay: WeightDecay = 0.0,
-    schedule: Schedule = "constant",
-    smoothing: Smoothing = 0.0,
-    weighted: Weighted = False,
-    seed: Seed = 0,
-    device: Device = "auto",
-    precision: Precision = "auto",
+    arch: Arch = MODEL.arch,
+    attention: Attention = MODEL.attention,
+    position: Position = MODEL.position,
+    width: Width = MODEL.width,
+    epochs: Epochs = TRAIN.epochs,
+    batch_size: BatchSize = TRAIN.batch_size,
+    optimizer: Optimizer = TRAIN.optimizer,
+    lr: Lr = TRAIN.lr,
+    weight_decay: WeightDecay = TRAIN.weight_decay,
+    schedule: Schedule = TRAIN.schedule,
+    smoothing: Smoothing = TRAIN.label_smoothing,
+    weighted: Weighted = TRAIN.class_weighted,
+    seed: Seed = TRAIN.seed,
+    device: Device = TRAIN.device,
+    precision: Precision = TRAIN.precision,
     store: Annotated[
         Optional[bool], typer.Option(help="Store the result as an evaluation run [default: when FERVID_DATABASE_URL is set].")
     ] = None,

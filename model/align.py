@@ -31,8 +31,6 @@ import numpy as np
 from fervid.model.detect import Detection, FaceDetector
 from fervid.model.preprocess import MARGIN, crop_face, to_gray
 
-#: How training defines the crop (:func:`fervid.model.experiment.calibrated`).
-CROP_MODES: tuple[str, ...] = ("aligned", "calibrated", "legacy")
 #: Version of the crop definition written into checkpoints.
 CROP_VERSION = 1
 #: How :func:`training_frame` places a training crop into a frame: upscaled by ``FRAME_SCALE``, then a black border

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-ATTENTIONS: tuple[str, ...] = ("none", "ca", "sa", "csa", "se", "eca", "cbam", "scse")
+from fervid.model.config import ATTENTIONS  # the names; the modules are here
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int:

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from fervid.model.align import CROP_MODES, CropSpec, FaceCropper, calibrate
+from fervid.model.align import CropSpec, FaceCropper, calibrate
 from fervid.model.checkpoint import load_checkpoint
+from fervid.model.config import CROP_MODES
 from fervid.model.data import ImageSet, class_folders, list_images, load_image_folder, read_image, soft_labels
 from fervid.model.detect import DETECTORS, FaceDetector, create_detector
 from fervid.model.infer import resolve_device

@@ -9,47 +9,16 @@ linear classifier. ``vgg16_gap``: the same with standard 3×3 convs and no atten
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 from torch import nn
 
-from fervid.model.attention import ATTENTIONS, create_attention
+from fervid.model.attention import create_attention
+from fervid.model.config import ARCHS, POSITIONS, VGG_ARCHS, ModelConfig
+
+__all__ = ["ARCHS", "POSITIONS", "VGG_ARCHS", "VGG16_BLOCKS", "ModelConfig", "build_model"]
 
 VGG16_BLOCKS: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-POSITIONS: tuple[str, ...] = ("after_conv", "before_pool", "after_pool")
-VGG_ARCHS: tuple[str, ...] = ("csa_vgg", "vgg16_gap")
-#: Every network: the VGG variants and the paper's Table 1 backbones (:mod:`fervid.model.backbones`).
-ARCHS: tuple[str, ...] = (*VGG_ARCHS, "mobilenetv2", "densenet121", "xception")
 MIN_INPUT_SIZE = 32
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture arguments: everything needed to rebuild a network for its weights."""
-
-    arch: str = "csa_vgg"
-    num_classes: int = 7
-    in_chans: int = 1
-    attention: str = "csa"
-    position: str = "before_pool"
-    width: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHS)}")
-        if self.arch != "csa_vgg":  # only the paper's network has attention: record what is built
-            object.__setattr__(self, "attention", "none")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"unknown attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
-        if self.position not in POSITIONS:
-            raise ValueError(f"unknown position {self.position!r}; choose from {', '.join(POSITIONS)}")
-        if self.num_classes < 2 or self.in_chans not in (1, 3) or self.width <= 0:
-            raise ValueError(f"invalid model config {self}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class ConvBNReLU(nn.Sequential):

@@ -21,50 +21,19 @@ from torch import nn
 
 from fervid.model.augment import Augment
 from fervid.model.checkpoint import save_checkpoint
+from fervid.model.config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from fervid.model.data import ImageSet
 from fervid.model.infer import resolve_device
 from fervid.model.lock import training_lock
 from fervid.model.network import ModelConfig, build_model
+
+__all__ = ["BEST", "LAST", "LOG", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "EpochStats", "TrainConfig", "TrainResult", "fit"]
 from fervid.model.preprocess import PREPROCESSING
 
 STATE_FORMAT = 2
 LAST = "last.pt"
 BEST = "best.pt"
 LOG = "train.log"
-OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
-SCHEDULES: tuple[str, ...] = ("constant", "cosine")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings; the defaults are the paper's (Adam, lr 0.0005) plus fervid's augmentation."""
-
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    optimizer: str = "adam"  # one of OPTIMIZERS
-    schedule: str = "constant"  # one of SCHEDULES
-    label_smoothing: float = 0.0
-    class_weighted: bool = False
-    augment: bool = True
-    erasing: float = 0.0  # probability of random erasing per image
-    mixup: float = 0.0  # Beta(alpha, alpha) mixup; 0: off
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # one of PRECISIONS; on CUDA float16 autocast always
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("optimizer", self.optimizer, OPTIMIZERS),
-            ("schedule", self.schedule, SCHEDULES),
-            ("precision", self.precision, PRECISIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"epochs, batch size and learning rate must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")
 
 
 @dataclass
