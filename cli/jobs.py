@@ -133,7 +133,8 @@ def list_jobs(
     for job in query(database(_settings(database_url)), limit):
         color = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}.get(job["status"], "white")
         table.add_row(
-            str(job["id"]), f"[{color}]{job['status']}[/]", job["kind"], escape(printable(_short(job["source"]))), str(job["frames_done"]),
+            str(job["id"]), f"[{color}]{job['status']}[/]", job["kind"], escape(printable(_short(job["source"]))),
+            str(job["frames_done"]) + (f" ({job['warnings']} warnings: fervid report)" if job["warnings"] else ""),
             str(job["faces"]), f"{job['segments_done']}/{job['segments_total']}", f"{job['created_at']:%Y-%m-%d %H:%M}",
             escape(printable(redact(job["error"] or ""))),
         )  # fmt: skip

@@ -210,13 +210,15 @@ def claim_stale_segments(engine: Engine, older_than: float) -> dict[int, list[in
     return claimed
 
 
-def live_unfinished_segments(engine: Engine) -> dict[int, list[int]]:
-    """The segments not yet done of every queued or running job: ``{job_id: [segment, ...]}``."""
+def live_unfinished_segments(engine: Engine, older_than: float = 0.0) -> dict[int, list[int]]:
+    """The segments not yet done of every queued or running job created more than ``older_than`` seconds ago:
+    ``{job_id: [segment, ...]}``."""
     seg = segment_table.c
+    cutoff = literal(utcnow() - timedelta(seconds=older_than), UTCDateTime())
     query = (
         select(seg.job_id, seg.idx)
         .join(jobs, jobs.c.id == seg.job_id)
-        .where(jobs.c.status.in_(("queued", "running")), seg.status != "done")
+        .where(jobs.c.status.in_(("queued", "running")), seg.status != "done", jobs.c.created_at <= cutoff)
         .order_by(seg.job_id, seg.idx)
     )
     found: dict[int, list[int]] = {}

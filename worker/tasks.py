@@ -42,7 +42,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
-MAX_RETRIES = 5
+#: Retries of a transient error: 2, 4, 8, 16, 32, then 60 s apart (no jitter, so that they cannot all come at once
+#: and be spent within seconds), about four minutes in all: a database or broker restart is ridden out.
+MAX_RETRIES = 8
 #: Seconds to wait for workers' replies when ``recover`` asks which tasks they hold.
 INSPECT_TIMEOUT = 2.0
 _TASK_ID = re.compile(r"fervid-(\d+)-(\d+)-[0-9a-f]+")
@@ -52,9 +54,9 @@ _TASK_ID = re.compile(r"fervid-(\d+)-(\d+)-[0-9a-f]+")
     name=SEGMENT_TASK,
     autoretry_for=TRANSIENT,
     max_retries=MAX_RETRIES,
-    retry_backoff=True,
+    retry_backoff=2,
     retry_backoff_max=60,
-    retry_jitter=True,
+    retry_jitter=False,
     # A pool process that dies (out of memory, a crashing driver) sends the segment round again, counted
     # against max_retries, so a segment that kills every worker fails its job instead of looping.
     retry_on_worker_lost=True,
@@ -102,13 +104,14 @@ def reclaim(settings: Settings) -> dict[int, list[int]]:
 
 
 def reaper(settings: Settings, stop: threading.Event) -> None:
-    """Until ``stop``: :func:`reclaim` every half heartbeat timeout (each worker runs one, so any live worker
-    recovers a dead one's segments); errors are logged and tried again."""
+    """Until ``stop``: :func:`recover` every half heartbeat timeout (each worker runs one, so any live worker
+    sends again a dead worker's segments and the messages that were lost, e.g. a segment whose failure could not be
+    recorded while the database was down); errors are logged and tried again."""
     while not stop.wait(settings.heartbeat_timeout / 2):
         try:
-            reclaim(settings)
+            recover(settings, settled=settings.heartbeat_timeout)
         except Exception as exc:  # noqa: BLE001 - the reaper outlives a database or broker outage
-            logger.warning("reclaiming lost segments failed: %s", exc)
+            logger.warning("recovering lost segments failed: %s", exc)
 
 
 _reaper_stop = threading.Event()
@@ -125,7 +128,7 @@ def _stop_reaper(**_: Any) -> None:
     _reaper_stop.set()
 
 
-def recover(settings: Settings) -> dict[int, list[int]]:
+def recover(settings: Settings, settled: float = 0.0) -> dict[int, list[int]]:
     """Re-enqueue the unfinished segments of queued or running jobs that have no message in the broker.
 
     A segment's message is in the broker while it waits in the queue, while a worker holds it unacknowledged
@@ -141,7 +144,8 @@ def recover(settings: Settings) -> dict[int, list[int]]:
     from fervid.db import database
 
     stale = reclaim(settings)  # dead workers' segments, whatever the broker holds for them
-    unfinished = live_unfinished_segments(database(settings))  # read before the broker: a race only re-sends
+    # read before the broker (a race only re-sends); jobs younger than ``settled`` seconds may still be enqueueing
+    unfinished = live_unfinished_segments(database(settings), settled)
     if not unfinished:
         return stale
     held = _segments_in_broker(make_app(settings), settings.queue)
