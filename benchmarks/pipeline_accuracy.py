@@ -11,7 +11,8 @@ face is upscaled to a random side of 100–300 px (bicubic), its surroundings fi
 frame of at least 320 px with the face at a random position, rolled about its centre, given a random brightness
 (±15 %) and contrast (±15 %) and saved as JPEG of quality 60–95. ``fervid submit FOLDER --detector D --model M``
 runs on each folder (class sub-folders give the ground truth), into a SQLite database of its own. A frame's
-reading is its largest face; a frame without a face counts as wrong. Printed per model, dataset and roll:
+reading is the detection at the placed face (its box holds the face's centre; the reflected surroundings hold
+mirrored copies of the face, which are not read); a frame where no detection holds it counts as wrong. Printed per model, dataset and roll:
 
 * direct: the model on the original crops (``fervid evaluate``'s path, the model's own crop definition);
 * per detector: pipeline accuracy (a frame without a face is wrong) and its gap to direct; the share of frames in
@@ -60,8 +61,8 @@ def sample_images(root: Path, classes: list[str] | None, count: int, seed: int =
     return [files[i] for i in sorted(order)]
 
 
-def place(face: np.ndarray, roll: float, rng: np.random.Generator) -> np.ndarray:
-    """A face crop in a realistic frame (see the module docstring)."""
+def place(face: np.ndarray, roll: float, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float]]:
+    """A face crop in a realistic frame (see the module docstring), and the face's centre in it."""
     side = int(rng.integers(*FACE_SIDES, endpoint=True))
     up = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
     frame_side = max(int(side * rng.uniform(1.8, 2.6)), MIN_FRAME)
@@ -74,23 +75,29 @@ def place(face: np.ndarray, roll: float, rng: np.random.Generator) -> np.ndarray
     frame = frame.astype(np.float32)
     mean = frame.mean()
     frame = (frame - mean) * rng.uniform(0.85, 1.15) + mean * rng.uniform(0.85, 1.15)
-    return np.clip(frame, 0, 255).astype(np.uint8)
+    return np.clip(frame, 0, 255).astype(np.uint8), (left + side / 2, top + side / 2)
 
 
-def make_frames(images: list[tuple[Path, str]], folder: Path, roll: float, seed: int) -> None:
+def make_frames(images: list[tuple[Path, str]], folder: Path, roll: float, seed: int) -> dict[str, tuple[float, float]]:
+    """Write the frames into class folders; returns each frame's face centre, by file stem."""
     from fervid.model.data import read_image
 
     rng = np.random.default_rng(seed)
+    centres = {}
     for path, label in images:
         (folder / label).mkdir(parents=True, exist_ok=True)
-        frame = place(read_image(path), roll, rng)
+        frame, centres[path.stem] = place(read_image(path), roll, rng)
         quality = int(rng.integers(60, 96))
         cv2.imwrite(str(folder / label / (path.stem + ".jpg")), frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return centres
 
 
-def run_job(folder: Path, model: str, detector: str, flip: bool, work: Path) -> tuple[dict[str, bool], float]:
-    """``fervid submit`` on a frames folder: per frame (by file stem), whether its largest face was read right
-    (frames without a face are absent), and the seconds the command took."""
+def run_job(
+    folder: Path, centres: dict[str, tuple[float, float]], model: str, detector: str, flip: bool, work: Path
+) -> tuple[dict[str, bool], float]:
+    """``fervid submit`` on a frames folder: per frame (by file stem), whether the placed face was read right — the
+    detection whose box holds the face's centre, the nearest one if several do (the reflected surroundings hold
+    mirrored copies of the face); frames where no box holds it are absent — and the seconds the command took."""
     data_dir = work / f"db-{detector}"
     env = {**os.environ, "FERVID_DATA_DIR": str(data_dir), "FERVID_MODEL": model, "FERVID_DETECTOR": detector,
            "FERVID_FLIP": "1" if flip else "0"}  # fmt: skip
@@ -103,15 +110,17 @@ def run_job(folder: Path, model: str, detector: str, flip: bool, work: Path) -> 
         raise RuntimeError(f"fervid submit {folder} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     job_id = int(done.stdout.strip().splitlines()[-1])
     with sqlite3.connect(data_dir / "fervid.db") as db:
-        rows = db.execute(
-            "SELECT source_path, label, truth, (x2 - x1) * (y2 - y1) FROM detections WHERE job_id = ?", (job_id,)
-        ).fetchall()
-    largest: dict[str, tuple[float, bool]] = {}
-    for source, label, truth, area in rows:
+        rows = db.execute("SELECT source_path, label, truth, x1, y1, x2, y2 FROM detections WHERE job_id = ?", (job_id,)).fetchall()
+    placed: dict[str, tuple[float, bool]] = {}
+    for source, label, truth, x1, y1, x2, y2 in rows:
         stem = Path(source).stem
-        if stem not in largest or area > largest[stem][0]:
-            largest[stem] = (area, label == truth)
-    return {stem: correct for stem, (_, correct) in largest.items()}, seconds
+        cx, cy = centres[stem]
+        if not (x1 <= cx <= x2 and y1 <= cy <= y2):
+            continue
+        distance = ((x1 + x2) / 2 - cx) ** 2 + ((y1 + y2) / 2 - cy) ** 2
+        if stem not in placed or distance < placed[stem][0]:
+            placed[stem] = (distance, label == truth)
+    return {stem: correct for stem, (_, correct) in placed.items()}, seconds
 
 
 def direct_readings(model: str, images: list[tuple[Path, str]], flip: bool, work: Path) -> dict[str, bool]:
@@ -190,10 +199,10 @@ def main() -> None:
                 other = share(direct_readings(model, images, not args.flip, work).values())
                 for roll in rolls:
                     folder = work / f"frames-roll{roll:g}"
-                    make_frames(images, folder, roll, seed=int(roll) + 1)
+                    centres = make_frames(images, folder, roll, seed=int(roll) + 1)
                     cells = []
                     for detector in detectors:
-                        found, seconds = run_job(folder, model, detector, args.flip, work / f"roll{roll:g}")
+                        found, seconds = run_job(folder, centres, model, detector, args.flip, work / f"roll{roll:g}")
                         accuracy = sum(found.values()) / len(readings)
                         on_found = share(found.values())
                         direct_found = share(readings[stem] for stem in found if stem in readings)
