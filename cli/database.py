@@ -31,7 +31,7 @@ def upgrade(revision: str = "head", database_url: DatabaseUrl = None) -> None:
 @handle_errors
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Revision to go down to; base drops every table fervid created.")],
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm: a downgrade deletes the data of what it undoes.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", metavar="", help="Confirm: a downgrade deletes the data of what it undoes.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Undo migrations down to REVISION (base: drop everything fervid created); needs --yes."""

@@ -38,7 +38,7 @@ def _progress(total: int | None) -> Progress:
 def submit(
     path: Annotated[str, typer.Argument(help="A video file or URL, or a folder of images (class sub-folders give ground truth).")],
     sample_fps: Annotated[Optional[float], typer.Option(help=described("sample_fps", "Frames per second to analyse, by timestamp."))] = None,
-    every_frame: Annotated[bool, typer.Option("--every-frame", help="Analyse every frame.")] = False,
+    every_frame: Annotated[bool, typer.Option("--every-frame", metavar="", help="Analyse every frame.")] = False,
     model: Annotated[Optional[str], typer.Option(help=described("model", "Shipped model name (`fervid models`) or checkpoint path."))] = None,
     detector: Annotated[
         Optional[str], typer.Option(help=described("detector", f"{', '.join(DETECTOR_CHOICES)}: haar is the paper's; none: each image is the face."))
@@ -47,11 +47,11 @@ def submit(
         Optional[int], typer.Option(help=described("detect_every", "Detect on every k-th sampled frame; the tracker fills the gaps."))
     ] = None,
     flip: Annotated[
-        Optional[bool], typer.Option(help=described("flip", "Average each face with its mirror image."))
+        Optional[bool], typer.Option(metavar="", help=described("flip", "Average each face with its mirror image."))
     ] = None,
     labels: Annotated[Optional[Path], typer.Option(help="CSV start,end,label (seconds) with the video's ground truth.")] = None,
     segment_seconds: Annotated[Optional[float], typer.Option(help=described("segment_seconds", "Segment length for parallel workers."))] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="With a broker: wait for the job and show its progress.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", metavar="", help="With a broker: wait for the job and show its progress.")] = False,
     database_url: DatabaseUrl = None,
     broker_url: BrokerUrl = None,
 ) -> None:
@@ -236,7 +236,7 @@ def recover(database_url: DatabaseUrl = None, broker_url: BrokerUrl = None) -> N
 @handle_errors
 def worker(
     gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU indices: one worker process per GPU.")] = None,
-    cpu: Annotated[bool, typer.Option("--cpu", help="A CPU worker (the default when no GPU is present).")] = False,
+    cpu: Annotated[bool, typer.Option("--cpu", metavar="", help="A CPU worker (the default when no GPU is present).")] = False,
     concurrency: Annotated[int, typer.Option(help="Worker processes per device (CPU: processes).")] = 1,
     queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues to consume.")] = None,
     database_url: DatabaseUrl = None,

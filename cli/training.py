@@ -33,7 +33,7 @@ MODEL, TRAIN = ModelConfig(), TrainConfig()
 DataDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="One sub-folder per class.")]
 Size = Annotated[int, typer.Option(help="Input size in pixels (the paper: 128; 48 and 64 are faster).")]
 Classes = Annotated[Optional[str], typer.Option(help="Comma-separated subset of classes, e.g. the paper's six.")]
-SkipUnknown = Annotated[bool, typer.Option(help="Skip class folders with unknown names instead of failing.")]
+SkipUnknown = Annotated[bool, typer.Option(metavar="", help="Skip class folders with unknown names instead of failing.")]
 Detect = Annotated[Optional[str], typer.Option(help="Detect faces first (haar|centerface); off for face crops.")]
 Attention = Annotated[str, typer.Option(help="|".join(ATTENTIONS))]
 Position = Annotated[str, typer.Option(help="|".join(POSITIONS))]
@@ -59,7 +59,7 @@ SoftLabels = Annotated[
     Optional[Path], typer.Option(exists=True, dir_okay=False, help="CSV of per-image label distributions (e.g. FER+ votes.csv).")
 ]
 Smoothing = Annotated[float, typer.Option(help="Label smoothing.")]
-Weighted = Annotated[bool, typer.Option(help="Class-weighted cross-entropy.")]
+Weighted = Annotated[bool, typer.Option(metavar="", help="Class-weighted cross-entropy.")]
 Seed = Annotated[int, typer.Option()]
 Device = Annotated[str, typer.Option(help="auto|cpu|cuda")]
 ValFraction = Annotated[
@@ -201,7 +201,7 @@ def evaluate(
     classes: Classes = None,
     skip_unknown: SkipUnknown = False,
     detect: Detect = None,
-    flip: Annotated[bool, typer.Option(help="Average each face's probabilities with its mirror image's.")] = False,
+    flip: Annotated[bool, typer.Option(metavar="", help="Average each face's probabilities with its mirror image's.")] = False,
     crop: Crop = "legacy",
     arch: Arch = MODEL.arch,
     attention: Attention = MODEL.attention,
