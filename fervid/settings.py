@@ -46,7 +46,7 @@ class Settings:
     sample_fps: float = 5.0
     detect_size: int = 480
     detect_every: int = 1
-    detector_threshold: float = 0.5
+    detector_threshold: float = 0.3  # CenterFace: see benchmarks/results/pipeline_accuracy.md (0.5 missed 8-18 % of faces)
     flip: bool = True
     track_gap: float = 1.0  # seconds a track may go unseen before it ends
     batch_size: int = 64
