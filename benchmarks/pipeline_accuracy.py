@@ -128,9 +128,8 @@ def direct_readings(model: str, images: list[tuple[Path, str]], flip: bool, work
     evaluate`` takes (the model's own crop definition), on a folder of links to the sample."""
     import torch
 
-    from fervid.model.align import CropSpec
     from fervid.model.checkpoint import load_checkpoint
-    from fervid.model.experiment import DataOptions, _train_detector
+    from fervid.model.experiment import checkpoint_data
     from fervid.model.train import predict_probabilities
     from fervid.model.weights import resolve_model
 
@@ -140,9 +139,7 @@ def direct_readings(model: str, images: list[tuple[Path, str]], flip: bool, work
             (folder / label).mkdir(parents=True, exist_ok=True)
             (folder / label / path.name).symlink_to(path.resolve())
     ckpt = load_checkpoint(resolve_model(model))
-    crop = ckpt.preprocessing.get("crop")
-    options = DataOptions(ckpt.input_size, ckpt.classes, True, _train_detector(ckpt.preprocessing), CropSpec.from_dict(crop) if crop else None)
-    data = options.load(folder)
+    data = checkpoint_data(ckpt).load(folder)
     probs = predict_probabilities(ckpt.build(), data.x, torch.device("cpu"), flip=flip)
     predicted = [ckpt.classes[i] for i in probs.argmax(1)]
     return {Path(p).stem: pred == data.classes[y] for p, pred, y in zip(data.paths, predicted, data.y)}

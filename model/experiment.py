@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from fervid.model.align import CropSpec, FaceCropper, calibrate
-from fervid.model.checkpoint import load_checkpoint
+from fervid.model.checkpoint import Checkpoint, load_checkpoint
 from fervid.model.config import CROP_MODES
 from fervid.model.data import ImageSet, class_folders, list_images, load_image_folder, read_image, soft_labels
 from fervid.model.detect import DETECTORS, FaceDetector, create_detector
@@ -251,10 +251,16 @@ def resume_run(out_dir: str | Path, callbacks: Callbacks | None = None) -> Train
     )  # fmt: skip
 
 
-def _train_detector(preprocessing: dict[str, Any]) -> str | None:
-    """The detector a checkpoint's training images were cut with (``None``: they were used as they are)."""
-    name = preprocessing.get("train_detector")
-    return None if name in (None, "none") else str(name)
+def checkpoint_data(ckpt: Checkpoint, classes: Sequence[str] | None = None, detector: str | None = None) -> DataOptions:
+    """How to read a folder for ``ckpt`` as its training images were read: its input size and crop definition,
+    the detector its images were cut with unless ``detector`` is given, ``classes`` (default: all of its own)
+    restricted to the checkpoint's, unknown folders skipped."""
+    crop = ckpt.preprocessing.get("crop")
+    trained_with = ckpt.preprocessing.get("train_detector")
+    if detector is None and trained_with not in (None, "none"):
+        detector = str(trained_with)
+    wanted = [c for c in ckpt.classes if not classes or c in set(classes)]
+    return DataOptions(ckpt.input_size, wanted, True, detector, CropSpec.from_dict(crop) if crop else None)
 
 
 def evaluate_checkpoint(
@@ -273,11 +279,7 @@ def evaluate_checkpoint(
     """
     ckpt = load_checkpoint(checkpoint)
     options = data or DataOptions()
-    classes = [c for c in ckpt.classes if not options.classes or c in set(options.classes)]
-    crop = ckpt.preprocessing.get("crop")
-    spec = CropSpec.from_dict(crop) if crop else None
-    detector = options.detector if options.detector is not None else _train_detector(ckpt.preprocessing)
-    dataset = DataOptions(ckpt.input_size, classes, True, detector, spec).load(data_dir)
+    dataset = checkpoint_data(ckpt, options.classes, options.detector).load(data_dir)
     probs = predict_probabilities(ckpt.build(), dataset.x, resolve_device(device), flip=flip)
     predicted = [ckpt.classes[i] for i in probs.argmax(1)]
     truth = [dataset.classes[i] for i in dataset.y]
