@@ -49,6 +49,12 @@ def submit(
     flip: Annotated[
         Optional[bool], typer.Option(metavar="", help=described("flip", "Average each face with its mirror image."))
     ] = None,
+    smooth_seconds: Annotated[
+        Optional[float], typer.Option(help=described("smooth_seconds", "Temporal smoothing: seconds an expression is expected to last; 0: off."))
+    ] = None,
+    identity: Annotated[
+        Optional[bool], typer.Option(metavar="", help=described("identity", "Link tracks of one face into persons; end tracks where the face changes."))
+    ] = None,
     labels: Annotated[Optional[Path], typer.Option(help="CSV start,end,label (seconds) with the video's ground truth.")] = None,
     segment_seconds: Annotated[Optional[float], typer.Option(help=described("segment_seconds", "Segment length for parallel workers."))] = None,
     wait: Annotated[bool, typer.Option("--wait", metavar="", help="With a broker: wait for the job and show its progress.")] = False,
@@ -63,7 +69,7 @@ def submit(
         raise typer.BadParameter("give --sample-fps or --every-frame, not both")
     settings = _settings(
         database_url, broker_url, sample_fps=sample_fps, model=model, detector=detector, detect_every=detect_every,
-        segment_seconds=segment_seconds, flip=flip,
+        segment_seconds=segment_seconds, flip=flip, smooth_seconds=smooth_seconds, identity=identity,
     )  # fmt: skip
     with _progress(None) as progress:
         task = progress.add_task("frames", total=None, visible=settings.embedded)
@@ -151,9 +157,10 @@ def report(
     format: Annotated[str, typer.Option("--format", "-f", help="table|json|csv")] = "table",
     plot: Annotated[Optional[Path], typer.Option(help="Write the timeline figure (and the confusion figure) to FILE.png|svg.")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report.")] = None,
+    raw: Annotated[bool, typer.Option("--raw", metavar="", help="Figures of the raw readings, not smoothed over time.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Report on a job: summary, expression distribution, per-track timelines, recall statistics."""
+    """Report on a job: summary, expression distribution, persons, per-track timelines, recall statistics."""
     from fervid.db import database
     from fervid.db.reports import job_report
 
@@ -172,19 +179,25 @@ def report(
     if plot or html:
         from fervid.db.figures import write_figures, write_html
 
-        for written in ([*write_figures(engine, job, plot)] if plot else []) + ([write_html(engine, job, html)] if html else []):
+        smoothed = not raw
+        written_files = [*write_figures(engine, job, plot, smoothed)] if plot else []
+        written_files += [write_html(engine, job, html, smoothed)] if html else []
+        for written in written_files:
             err_console.print(f"wrote {written}")
 
 
 def _report_csv(data: dict[str, Any]) -> None:
-    """One row per track and one for the whole job ('all'): faces and the share of each expression."""
+    """One row for the whole job ('all', raw readings) and one per track (smoothed): its person, faces and the
+    share of each expression."""
     labels = list(data["distribution"])
     writer = csv.writer(sys.stdout)
-    writer.writerow(["track", "first_t", "last_t", "faces", "dominant", *labels])
+    writer.writerow(["track", "person", "first_t", "last_t", "faces", "dominant", *labels])
     dominant = max(labels, key=lambda c: data["distribution"][c]["faces"]) if data["faces"] else ""
-    writer.writerow(["all", "", "", data["faces"], dominant, *(data["distribution"][c]["share"] for c in labels)])
+    writer.writerow(["all", "", "", "", data["faces"], dominant, *(data["distribution"][c]["share"] for c in labels)])
     for t in data["tracks"]:
-        writer.writerow([t["id"], t["first_t"], t["last_t"], t["faces"], t["dominant_label"], *(t["shares"].get(c, 0.0) for c in labels)])
+        person = "" if t["person_id"] is None else t["person_id"]
+        shares = (t["shares"].get(c, 0.0) for c in labels)
+        writer.writerow([t["id"], person, t["first_t"], t["last_t"], t["faces"], t["dominant_label"], *shares])
 
 
 @handle_errors
@@ -193,13 +206,14 @@ def export(
     format: Annotated[str, typer.Option("--format", "-f", help="csv|parquet|jsonl")] = "csv",
     per: Annotated[str, typer.Option(help="frame (every row) or second (mean probabilities, dominant label).")] = "frame",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: standard output; parquet needs a file).")] = None,
+    smoothed: Annotated[bool, typer.Option("--smoothed/--raw", help="Readings smoothed over time, or the raw ones.")] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Export a job's timeline, streaming (memory does not grow with the job)."""
     from fervid.db import database
     from fervid.db.export import export_timeline
 
-    count = export_timeline(database(_settings(database_url)), job, format, output, per=per)
+    count = export_timeline(database(_settings(database_url)), job, format, output, per=per, smoothed=smoothed)
     err_console.print(f"exported {count} rows" + (f" to {output}" if output else ""))
 
 

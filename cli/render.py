@@ -34,7 +34,8 @@ def _timeline(codes: str, legend: dict[str, str]) -> Text:
 
 
 def render_report(console: Console, data: dict[str, Any]) -> None:
-    """Print the summary, the expression distribution, per-track timelines and recall statistics."""
+    """Print the summary, the expression distribution, the persons, per-track timelines (smoothed) and recall
+    statistics."""
     speed = f"{data['speed']:.1f}× real time" if data.get("speed") else "–"
     summary = Table.grid(padding=(0, 2))
     for name, value in [
@@ -55,11 +56,26 @@ def render_report(console: Console, data: dict[str, Any]) -> None:
         dist.add_row(Text(label, style=COLORS.get(label, "")), str(row["faces"]), _number(row["share"], ".1%"), _number(row["mean_probability"], ".3f"))
     console.print(dist)
 
+    if data.get("persons"):
+        people = Table("person", "tracks", "from", "to", "seen", "dominant", "changes/min (raw)", title="persons")
+        for p in data["persons"]:
+            people.add_row(
+                str(p["id"]),
+                ",".join(map(str, p["tracks"])),
+                _seconds(p["first_t"]),
+                _seconds(p["last_t"]),
+                _seconds(p["seconds"]),
+                Text(str(p["dominant_label"]), style=COLORS.get(p["dominant_label"], "")),
+                f"{_number(p['label_changes_per_minute'], '.1f')} ({_number(p['label_changes_per_minute_raw'], '.1f')})",
+            )
+        console.print(people)
+
     if data["tracks"]:
-        tracks = Table("track", "from", "to", "faces", "dominant", "timeline", title="tracks")
+        tracks = Table("track", "person", "from", "to", "faces", "dominant", "timeline", title="tracks (smoothed)")
         for t in data["tracks"]:
             tracks.add_row(
                 str(t["id"]),
+                "" if t.get("person_id") is None else str(t["person_id"]),
                 _seconds(t["first_t"]),
                 _seconds(t["last_t"]),
                 str(t["faces"]),

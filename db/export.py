@@ -19,10 +19,12 @@ from sqlalchemy import Engine
 
 from fervid.db.jobs import get_job
 from fervid.db.reports import timeline_rows
-from fervid.db.schema import PROBABILITY_COLUMNS
+from fervid.db.schema import PROBABILITY_COLUMNS, SMOOTHED_COLUMNS
 
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
 GRANULARITIES: tuple[str, ...] = ("frame", "second")
+#: The raw reading's columns and the smoothed column each takes its value from with ``smoothed=True``.
+_SMOOTHED = {"label": "label_smoothed", "confidence": "confidence_smoothed", **dict(zip(PROBABILITY_COLUMNS, SMOOTHED_COLUMNS))}
 #: Rows fetched from the database, and rows per Parquet record batch.
 BATCH_ROWS = 5000
 
@@ -30,7 +32,7 @@ _BOX = (("x1", "float"), ("y1", "float"), ("x2", "float"), ("y2", "float"))
 _PREDICTION = (("label", "str"), ("confidence", "float"), *((name, "float") for name in PROBABILITY_COLUMNS))
 #: Columns and their types: a video's frames, an image folder's images, and a video's per-second means.
 VIDEO_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("job_id", "int"), ("track_id", "int"), ("t", "float"), ("frame_index", "int"), *_BOX, *_PREDICTION,
+    ("job_id", "int"), ("person_id", "int"), ("track_id", "int"), ("t", "float"), ("frame_index", "int"), *_BOX, *_PREDICTION,
     ("truth", "str"),
 )  # fmt: skip
 IMAGE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -38,12 +40,17 @@ IMAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("truth", "str"),
 )  # fmt: skip
 SECOND_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("job_id", "int"), ("track_id", "int"), ("second", "int"), ("faces", "int"), *_PREDICTION,
+    ("job_id", "int"), ("person_id", "int"), ("track_id", "int"), ("second", "int"), ("faces", "int"), *_PREDICTION,
 )  # fmt: skip
 
 
-def export_timeline(engine: Engine, job_id: int, fmt: str, output: Path | None, per: str = "frame") -> int:
+def export_timeline(
+    engine: Engine, job_id: int, fmt: str, output: Path | None, per: str = "frame", smoothed: bool = True
+) -> int:
     """Write the job's timeline to ``output`` (``None``: standard output, text formats only); the number of rows.
+
+    ``label``, ``confidence`` and the probabilities are the readings smoothed over time (:mod:`fervid.worker.
+    smoothing`; the raw ones where a job has none) or, ``smoothed=False``, the raw ones.
 
     ``fmt`` is ``csv``, ``jsonl`` or ``parquet``. ``per="frame"`` writes every detection (:data:`VIDEO_COLUMNS`, or
     :data:`IMAGE_COLUMNS` for an image folder); ``per="second"`` writes, per track and whole second
@@ -65,6 +72,8 @@ def export_timeline(engine: Engine, job_id: int, fmt: str, output: Path | None, 
     if per == "second" and images:
         raise ValueError(f"job {job_id} is an image folder: its rows have no times to aggregate per second")
     rows = timeline_rows(engine, job_id, BATCH_ROWS)
+    if smoothed:
+        rows = (_smoothed(row) for row in rows)
     if per == "second":
         columns, records = SECOND_COLUMNS, per_second(rows)
     else:
@@ -89,6 +98,13 @@ def check_output(path: Path, suffixes: tuple[str, ...] | None = None) -> Path:
     return path
 
 
+def _smoothed(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its smoothed reading in the raw reading's columns (where it has one)."""
+    if row["label_smoothed"] is None:
+        return row
+    return row | {raw: row[smooth] for raw, smooth in _SMOOTHED.items()}
+
+
 def per_second(rows: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
     """Per-(second, track) means of rows ordered by time (``job_id``, ``track_id``, ``t``, ``p_*`` keys).
 
@@ -106,15 +122,15 @@ def per_second(rows: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
                 raise ValueError("rows must be ordered by time")
             yield from _flush(tracks, second)
             second, tracks = current, {}
-        tracks.setdefault(row["track_id"], _Accumulator(row["job_id"])).add(row)
+        tracks.setdefault(row["track_id"], _Accumulator(row["job_id"], row.get("person_id"))).add(row)
     yield from _flush(tracks, second)
 
 
 class _Accumulator:
     """Sums and non-NULL counts of one track's probabilities within one second."""
 
-    def __init__(self, job_id: int) -> None:
-        self.job_id = job_id
+    def __init__(self, job_id: int, person_id: int | None) -> None:
+        self.job_id, self.person_id = job_id, person_id
         self.faces = 0
         self.sums = [0.0] * len(PROBABILITY_COLUMNS)
         self.counts = [0] * len(PROBABILITY_COLUMNS)
@@ -132,6 +148,7 @@ class _Accumulator:
         best = -max(known)[1] if known else None  # ties: the first class in canonical order
         return {
             "job_id": self.job_id,
+            "person_id": self.person_id,
             "track_id": track_id,
             "second": second,
             "faces": self.faces,

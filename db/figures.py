@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, func, select
 from fervid.db.export import check_output
 from fervid.db.jobs import get_job
 from fervid.db.reports import job_report
-from fervid.db.schema import PROBABILITY_COLUMNS, fervid_timeline, fervid_track_summary
+from fervid.db.schema import PROBABILITY_COLUMNS, fervid_timeline
 from fervid.expressions import COLORS, EXPRESSIONS
 
 #: Resolution of written figures: a figure of W x H inches becomes W*DPI x H*DPI pixels.
@@ -42,23 +42,22 @@ TIME_STEPS: tuple[float, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 18
 OTHER_COLOR = "#607d8b"
 
 
-def timeline_figure(engine: Engine, job_id: int, smooth_seconds: float = 1.0) -> Figure:
-    """The expressions over time, one row per track (the :data:`MAX_TRACKS` tracks with the most faces).
+def timeline_figure(engine: Engine, job_id: int, smoothed: bool = True) -> Figure:
+    """The expressions over time, one panel per person (the :data:`MAX_TRACKS` persons with the most faces; per
+    track for jobs stored before persons existed).
 
-    Each row stacks the track's expression probabilities, smoothed with a centred moving average over a window of
-    ``smooth_seconds`` (every sample within ``±smooth_seconds / 2`` of it; ``0``: raw), and below them a band
-    coloured by the dominant expression, the argmax of the smoothed probabilities. Where the track is absent for
-    longer than the window (and two sampling steps) both are left empty. An image job, which has no times, gets
-    a bar chart of its predicted expressions instead (stacked per ground-truth class when it has one).
+    Each panel stacks the person's expression probabilities, ``smoothed`` over time as the job stored them
+    (:mod:`fervid.worker.smoothing`) or raw, and below them a band coloured by the dominant expression, their
+    argmax. Where the person is absent for more than two sampling steps both are left empty. An image job, which
+    has no times, gets a bar chart of its predicted expressions instead (stacked per ground-truth class when it
+    has one).
     """
-    if smooth_seconds < 0:
-        raise ValueError("smooth_seconds must be non-negative")
     job = get_job(engine, job_id)
     title = f"job {job_id} · {PurePath(job['source']).name or job['source']}"
     with engine.connect() as conn:
         if job["kind"] == "images":
             return _distribution_figure(conn, job_id, title)
-        return _tracks_figure(conn, job, smooth_seconds, title)
+        return _persons_figure(conn, job, smoothed, title)
 
 
 def confusion_figure(engine: Engine, job_id: int) -> Figure | None:
@@ -67,14 +66,14 @@ def confusion_figure(engine: Engine, job_id: int) -> Figure | None:
     return None if evaluation is None else _confusion_figure(job_id, evaluation)
 
 
-def write_figures(engine: Engine, job_id: int, path: Path) -> list[Path]:
+def write_figures(engine: Engine, job_id: int, path: Path, smoothed: bool = True) -> list[Path]:
     """Write the timeline figure to ``path`` (``.png`` or ``.svg``) and, when the job has an evaluation, the
     confusion figure next to it as ``<stem>-confusion<suffix>``; the files written.
 
     ``path``'s directory must exist.
     """
     path = check_output(path, FIGURE_SUFFIXES)
-    figures = [(path, timeline_figure(engine, job_id))]
+    figures = [(path, timeline_figure(engine, job_id, smoothed))]
     confusion = confusion_figure(engine, job_id)
     if confusion is not None:
         figures.append((path.with_name(f"{path.stem}-confusion{path.suffix}"), confusion))
@@ -83,7 +82,7 @@ def write_figures(engine: Engine, job_id: int, path: Path) -> list[Path]:
     return [target for target, _ in figures]
 
 
-def write_html(engine: Engine, job_id: int, path: Path) -> Path:
+def write_html(engine: Engine, job_id: int, path: Path, smoothed: bool = True) -> Path:
     """Write one self-contained HTML page (figures inlined as PNG data URIs, inline CSS, no scripts or links).
 
     Every number comes from :func:`~fervid.db.reports.job_report`, so the page matches ``fervid report --format
@@ -91,20 +90,11 @@ def write_html(engine: Engine, job_id: int, path: Path) -> Path:
     """
     path = check_output(path, HTML_SUFFIXES)
     report = job_report(engine, job_id)
-    figures = [("timeline" if report["kind"] == "video" else "expressions", timeline_figure(engine, job_id))]
+    figures = [("timeline" if report["kind"] == "video" else "expressions", timeline_figure(engine, job_id, smoothed))]
     if report["evaluation"] is not None:
         figures.append(("confusion matrix and recall", _confusion_figure(job_id, report["evaluation"])))
     path.write_text(_page(report, figures), encoding="utf-8")
     return path
-
-
-def centred_moving_average(t: np.ndarray, values: np.ndarray, seconds: float) -> np.ndarray:
-    """Each row of ``values`` (samples at sorted times ``t``) averaged with every row within ``±seconds / 2``."""
-    half = seconds / 2
-    lo = np.searchsorted(t, t - half, side="left")
-    hi = np.searchsorted(t, t + half, side="right")
-    cumulative = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
-    return (cumulative[hi] - cumulative[lo]) / (hi - lo)[:, None]
 
 
 def clock(seconds: float) -> str:
@@ -130,26 +120,29 @@ def _label_order(labels: set[str | None]) -> list[str | None]:
     return sorted(labels, key=lambda label: (label is None, order.get(label or "", len(order)), label or ""))
 
 
-def _tracks_figure(conn: Connection, job: dict[str, Any], smooth_seconds: float, title: str) -> Figure:
-    view, summary = fervid_timeline.c, fervid_track_summary.c
+def _persons_figure(conn: Connection, job: dict[str, Any], smoothed: bool, title: str) -> Figure:
+    view = fervid_timeline.c
     job_id = job["id"]
     present = conn.execute(
         select(*(func.count(view[name]) for name in PROBABILITY_COLUMNS)).where(view.job_id == job_id)
     ).one()
-    columns = [name for name, n in zip(PROBABILITY_COLUMNS, present) if n]
-    classes = [name.removeprefix("p_") for name in columns]
-    tracks = conn.execute(
-        select(summary.track_id, summary.faces, summary.first_t, summary.last_t)
-        .where(summary.job_id == job_id)
-        .order_by(summary.faces.desc(), summary.track_id)
+    classes = [name.removeprefix("p_") for name, n in zip(PROBABILITY_COLUMNS, present) if n]
+    columns = [func.coalesce(view[f"ps_{c}"], view[f"p_{c}"]) if smoothed else view[f"p_{c}"] for c in classes]
+    by_person = conn.scalar(select(func.count(view.person_id)).where(view.job_id == job_id)) > 0
+    key = view.person_id if by_person else view.track_id
+    panels = conn.execute(
+        select(key, func.count(), func.min(view.t), func.max(view.t))
+        .where(view.job_id == job_id, view.t.is_not(None))
+        .group_by(key)
+        .order_by(func.count().desc(), key)
     ).all()
-    shown = tracks[:MAX_TRACKS]
+    shown = panels[:MAX_TRACKS]
     figure = _new_figure(1.6 + 1.9 * max(len(shown), 1))
     height = figure.get_figheight()
     figure.suptitle(title, x=0.07, y=1 - 0.12 / height, ha="left", va="top", fontsize=13, parse_math=False)
-    note = f"stacked probabilities: centred {smooth_seconds:g} s moving average; band: dominant expression"
-    if len(tracks) > len(shown):
-        note += f"; showing the {len(shown)} largest of {len(tracks)} tracks"
+    note = f"stacked probabilities ({'smoothed over time' if smoothed else 'raw'}); band: dominant expression"
+    if len(panels) > len(shown):
+        note += f"; showing the {len(shown)} largest of {len(panels)} {'persons' if by_person else 'tracks'}"
     figure.text(0.07, 1 - 0.5 / height, note, fontsize=9, color="#555555", va="top")
     figure.legend(
         [Patch(color=COLORS[c]) for c in classes], classes, loc="upper right", ncols=max(len(classes), 1),
@@ -158,28 +151,27 @@ def _tracks_figure(conn: Connection, job: dict[str, Any], smooth_seconds: float,
     if not shown or not columns:
         figure.text(0.5, 0.5, "no faces detected", ha="center", va="center", fontsize=14, color="#555555")
         return figure
-    start = 0.0 if job["duration"] else min(track.first_t for track in tracks)
-    end = job["duration"] or max(track.last_t for track in tracks)
+    start = 0.0 if job["duration"] else min(panel[2] for panel in panels)
+    end = job["duration"] or max(panel[3] for panel in panels)
     grid = GridSpec(
         len(shown), 1, figure=figure, left=0.07, right=0.98, top=1 - 1.0 / height, bottom=0.6 / height, hspace=0.3
     )
     axes: list[Axes] = []
-    for i, track in enumerate(shown):
+    for i, (ident, faces, _, _) in enumerate(shown):
         cell = grid[i].subgridspec(2, 1, height_ratios=(5, 1), hspace=0.0)
         probs = figure.add_subplot(cell[0], sharex=axes[0] if axes else None)
         band = figure.add_subplot(cell[1], sharex=probs)
         axes += [probs, band]
-        track_clause = view.track_id.is_(None) if track.track_id is None else view.track_id == track.track_id
         rows = conn.execute(
-            select(view.t, *(view[name] for name in columns))
-            .where(view.job_id == job_id, track_clause, view.t.is_not(None))
+            select(view.t, *columns)
+            .where(view.job_id == job_id, key.is_(None) if ident is None else key == ident, view.t.is_not(None))
             .order_by(view.t)
         ).all()
         t = np.array([row[0] for row in rows], dtype=float)
         p = np.nan_to_num(np.array([row[1:] for row in rows], dtype=float))
-        _draw_track(probs, band, t, centred_moving_average(t, p, smooth_seconds), classes, smooth_seconds)
-        name = "untracked" if track.track_id is None else f"track {track.track_id}"
-        probs.set_ylabel(f"{name}\n{track.faces} faces", fontsize=9)
+        _draw_track(probs, band, t, p, classes)
+        name = "untracked" if ident is None else f"{'person' if by_person else 'track'} {ident}"
+        probs.set_ylabel(f"{name}\n{faces} faces", fontsize=9)
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
     axes[0].set_xlim(start, max(end, start + 1e-3))
@@ -190,23 +182,23 @@ def _tracks_figure(conn: Connection, job: dict[str, Any], smooth_seconds: float,
     return figure
 
 
-def _draw_track(probs: Axes, band: Axes, t: np.ndarray, smooth: np.ndarray, classes: list[str], window: float) -> None:
-    """The stacked probabilities and the dominant-expression band of one track, broken at its gaps."""
+def _draw_track(probs: Axes, band: Axes, t: np.ndarray, values: np.ndarray, classes: list[str]) -> None:
+    """The stacked probabilities and the dominant-expression band of one panel, broken at its gaps."""
     steps = np.diff(t)
     step = float(np.median(steps[steps > 0])) if np.any(steps > 0) else 1.0
-    breaks = np.flatnonzero(steps > max(window, 2 * step))
+    breaks = np.flatnonzero(steps > 2 * step)
     # A NaN row after each sample that precedes a gap: the stack is not drawn across it.
     plot_t = np.insert(t, breaks + 1, t[breaks] + step / 2)
-    plot_p = np.insert(smooth, breaks + 1, np.nan, axis=0)
+    plot_p = np.insert(values, breaks + 1, np.nan, axis=0)
     probs.stackplot(plot_t, plot_p.T, colors=[COLORS[c] for c in classes], linewidth=0)
     probs.set_ylim(0, 1)
     probs.set_yticks([0, 0.5, 1])
     probs.tick_params(labelsize=8)
-    dominant = np.argmax(smooth, axis=1)
+    dominant = np.argmax(values, axis=1)
     runs: dict[int, list[tuple[float, float]]] = defaultdict(list)
     first = 0
     for i in range(1, len(t) + 1):
-        if i == len(t) or dominant[i] != dominant[first] or t[i] - t[i - 1] > max(window, 2 * step):
+        if i == len(t) or dominant[i] != dominant[first] or t[i] - t[i - 1] > 2 * step:
             left, right = t[first] - step / 2, t[i - 1] + step / 2
             runs[int(dominant[first])].append((left, right - left))
             first = i
@@ -349,7 +341,10 @@ def _page(report: dict[str, Any], figures: list[tuple[str, Figure]]) -> str:
         f'<figcaption class="muted">{html.escape(name)}</figcaption></figure>'
         for name, figure in figures
     ]
-    sections += ["<h2>Expression distribution</h2>", _distribution(report), "<h2>Tracks</h2>", _tracks(report)]
+    sections += ["<h2>Expression distribution</h2>", _distribution(report)]
+    if report["persons"]:
+        sections += ["<h2>Persons</h2>", _persons(report)]
+    sections += ["<h2>Tracks</h2>", _tracks(report)]
     sections += ["<h2>Statistics</h2>", _statistics(report)]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -404,10 +399,29 @@ def _distribution(report: dict[str, Any]) -> str:
     return _table(["expression", "faces", "share", "mean probability", "mean confidence"], rows)
 
 
+def _persons(report: dict[str, Any]) -> str:
+    rows = [
+        [
+            _cell(person["id"], text=True),
+            _cell(", ".join(map(str, person["tracks"])), text=True),
+            _cell(clock(person["first_t"])),
+            _cell(clock(person["last_t"])),
+            _cell(_number(person["seconds"], ".1f", " s")),
+            _label_cell(person["dominant_label"]),
+            _cell(" · ".join(f"{label} {share:.0%}" for label, share in person["shares"].items()), text=True),
+            _cell(f"{person['label_changes_per_minute']:.1f} ({person['label_changes_per_minute_raw']:.1f})"),
+        ]
+        for person in report["persons"]
+    ]
+    headers = ["person", "tracks", "from", "to", "on screen", "dominant", "shares", "label changes/min (raw)"]
+    return _table(headers, rows)
+
+
 def _tracks(report: dict[str, Any]) -> str:
     rows = [
         [
             _cell(track["id"], text=True),
+            _cell(track["person_id"], text=True),
             _cell(None if track["first_t"] is None else clock(track["first_t"])),
             _cell(None if track["last_t"] is None else clock(track["last_t"])),
             _cell(track["faces"]),
@@ -418,7 +432,7 @@ def _tracks(report: dict[str, Any]) -> str:
     ]
     if not rows:
         return '<p class="muted">no faces detected</p>'
-    return _table(["track", "from", "to", "faces", "dominant", "shares"], rows)
+    return _table(["track", "person", "from", "to", "faces", "dominant", "shares"], rows)
 
 
 def _statistics(report: dict[str, Any]) -> str:

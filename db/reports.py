@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Integer, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -20,7 +20,9 @@ from fervid.db.schema import (
     fervid_track_summary,
     job_events,
     job_stats,
+    persons,
 )
+from fervid.db.tracks import sample_period
 from fervid.expressions import EXPRESSIONS
 
 Box = tuple[float, float, float, float]
@@ -86,8 +88,10 @@ def job_report(engine: Engine, job_id: int, timeline_width: int = 60) -> dict[st
     """A JSON-serialisable report: the job's fields, label distribution, tracks, evaluation and events.
 
     Each track carries a ``timeline`` of ``timeline_width`` characters over the video (``0..duration``, or the
-    detections' time span): per time bin the :data:`TIMELINE_CODES` letter of the track's most frequent label,
-    :data:`EMPTY_BIN` where it has no face (``None`` for image jobs, which have no times).
+    detections' time span): per time bin the :data:`TIMELINE_CODES` letter of the track's most frequent smoothed
+    label, :data:`EMPTY_BIN` where it has no face (``None`` for image jobs, which have no times); ``timeline_raw``
+    the same of the raw labels; its ``dominant_label`` and ``shares`` of smoothed labels; its ``person_id`` and ``label_changes_per_minute`` (smoothed, and ``_raw``) over
+    its time on screen (faces × the sample period). ``persons`` lists a video job's persons.
     """
     if timeline_width < 1:
         raise ValueError("timeline_width must be at least 1")
@@ -100,6 +104,7 @@ def job_report(engine: Engine, job_id: int, timeline_width: int = 60) -> dict[st
         report["speed"] = _speed(job)
         report["distribution"] = _distribution(conn, job_id)
         report["tracks"] = tracks
+        report["persons"] = _persons(conn, job_id, tracks)
         report["timeline_legend"] = {code: label for label, code in TIMELINE_CODES.items()}
         report["evaluation"] = _evaluation(conn, job_id)
         report["events"] = _events(conn, job_id)
@@ -150,34 +155,85 @@ def _distribution(conn: Connection, job_id: int) -> dict[str, dict[str, Any]]:
 def _tracks(conn: Connection, job_id: int, duration: float | None, width: int) -> list[dict[str, Any]]:
     summary = fervid_track_summary.c
     d = detections.c
+    smoothed = func.coalesce(d.label_smoothed, d.label)
     label_counts: dict[int | None, Counter[str]] = defaultdict(Counter)
     for track_id, label, faces in conn.execute(
-        select(d.track_id, d.label, func.count()).where(d.job_id == job_id).group_by(d.track_id, d.label)
+        select(d.track_id, smoothed, func.count()).where(d.job_id == job_id).group_by(d.track_id, smoothed)
     ):
         label_counts[track_id][label] += faces
-    timelines = _timelines(conn, job_id, duration, width)
+    timelines = _timelines(conn, job_id, duration, width, smoothed)
+    timelines_raw = _timelines(conn, job_id, duration, width, d.label)
+    changes = _label_changes(conn, job_id)
+    period = sample_period(conn, job_id)
     tracks = []
     for row in conn.execute(
         select(fervid_track_summary).where(summary.job_id == job_id).order_by(summary.track_id)
     ).mappings():
         track_id = row["track_id"]
+        per_minute = 60.0 / (row["faces"] * period) if period else None
+        smooth_changes, raw_changes = changes.get(track_id, (0, 0))
         tracks.append(
             {
                 "id": track_id,
+                "person_id": row["person_id"],
                 "first_t": row["first_t"],
                 "last_t": row["last_t"],
                 "faces": row["faces"],
-                "dominant_label": row["dominant_label"],
+                "dominant_label": _most_frequent(label_counts[track_id]) if label_counts[track_id] else None,
                 "mean_confidence": row["mean_confidence"],
                 "shares": {label: n / row["faces"] for label, n in label_counts[track_id].most_common()},
                 "timeline": timelines.get(track_id, EMPTY_BIN * width) if timelines is not None else None,
+                "timeline_raw": timelines_raw.get(track_id, EMPTY_BIN * width) if timelines_raw is not None else None,
+                "label_changes_per_minute": smooth_changes * per_minute if per_minute else None,
+                "label_changes_per_minute_raw": raw_changes * per_minute if per_minute else None,
             }
         )
     return tracks
 
 
-def _timelines(conn: Connection, job_id: int, duration: float | None, width: int) -> dict[int | None, str] | None:
-    """Per track, one letter per time bin: the bin's most frequent label (ties: alphabetically first)."""
+def _label_changes(conn: Connection, job_id: int) -> dict[int, tuple[int, int]]:
+    """Per track, how often its smoothed and its raw label change from one face to the next."""
+    d = detections.c
+    query = (
+        select(d.track_id, func.coalesce(d.label_smoothed, d.label), d.label)
+        .where(d.job_id == job_id, d.track_id.is_not(None), d.t.is_not(None))
+        .order_by(d.track_id, d.t, d.id)
+    )
+    changes: dict[int, tuple[int, int]] = {}
+    last: tuple[int, str, str] | None = None
+    for track, smooth, raw in conn.execution_options(yield_per=5000).execute(query):
+        count = changes.get(track, (0, 0))
+        if last is not None and last[0] == track:
+            count = (count[0] + (smooth != last[1]), count[1] + (raw != last[2]))
+        changes[track] = count
+        last = (track, smooth, raw)
+    return changes
+
+
+def _persons(conn: Connection, job_id: int, tracks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The job's persons (finalized video jobs), each with the ids of its tracks."""
+    of_person: dict[int, list[int]] = defaultdict(list)
+    for track in tracks:
+        if track["person_id"] is not None:
+            of_person[track["person_id"]].append(track["id"])
+    p = persons.c
+    rows = conn.execute(select(persons).where(p.job_id == job_id).order_by(p.person_id)).mappings()
+    return [
+        {
+            "id": row["person_id"],
+            "tracks": of_person.get(row["person_id"], []),
+            **{name: row[name] for name in ("first_t", "last_t", "seconds", "faces", "dominant_label", "shares")},
+            "label_changes_per_minute": row["label_changes_per_minute"],
+            "label_changes_per_minute_raw": row["label_changes_per_minute_raw"],
+        }
+        for row in rows
+    ]
+
+
+def _timelines(
+    conn: Connection, job_id: int, duration: float | None, width: int, label: ColumnElement[str]
+) -> dict[int | None, str] | None:
+    """Per track, one letter per time bin: the bin's most frequent ``label`` (ties: alphabetically first)."""
     d = detections.c
     first, last = conn.execute(select(func.min(d.t), func.max(d.t)).where(d.job_id == job_id)).one()
     if first is None:
@@ -185,7 +241,7 @@ def _timelines(conn: Connection, job_id: int, duration: float | None, width: int
     start, span = (0.0, duration) if duration else (first, last - first)
     scale = width / span if span > 0 else 0.0
     binned = (
-        select(d.track_id, d.label, _floor((d.t - start) * scale).label("bin"))
+        select(d.track_id, label.label("label"), _floor((d.t - start) * scale).label("bin"))
         .where(d.job_id == job_id, d.t.is_not(None))
         .subquery()
     )

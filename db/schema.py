@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -36,6 +37,9 @@ SEGMENT_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
 
 #: The probability column of each canonical expression, in :data:`~fervid.expressions.EXPRESSIONS` order.
 PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in EXPRESSIONS)
+#: The same after temporal smoothing (:mod:`fervid.worker.smoothing`), with ``label_smoothed`` and
+#: ``confidence_smoothed``; equal to the raw ones where nothing is smoothed (images, a track's only face).
+SMOOTHED_COLUMNS: tuple[str, ...] = tuple(f"ps_{name}" for name in EXPRESSIONS)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -124,6 +128,9 @@ segments = Table(
     Column("finished_at", UTCDateTime),
     Column("error", Text),
     Column("heartbeat_at", UTCDateTime),  # refreshed by the worker running the segment
+    # the segment's first and last sample as small gray thumbnails (fervid.worker.cuts), for cuts at its borders
+    Column("first_thumbnail", LargeBinary),
+    Column("last_thumbnail", LargeBinary),
     PrimaryKeyConstraint("job_id", "idx"),
     _check_in("status", SEGMENT_STATUSES, "status"),
 )
@@ -148,11 +155,47 @@ detections = Table(
     Column("truth", Text),
     Column("source_path", Text),
     Column("worker", Text),
+    Column("person_id", Integer),  # set when the job is finalized (fervid.worker.persons)
+    Column("label_smoothed", Text),
+    Column("confidence_smoothed", Float),
+    *(Column(name, Float) for name in SMOOTHED_COLUMNS),
     Index(None, "job_id", "t"),
     Index(None, "job_id", "track_id"),
     Index(None, "job_id", "segment"),
     # one face (track) once per frame
     Index("uq_detections_job_id_segment_frame_index_track_id", "job_id", "segment", "frame_index", "track_id", unique=True),
+)
+
+#: Face descriptors of a few good samples per track (fervid.model.identity), written with the segment's detections.
+track_descriptors = Table(
+    "track_descriptors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("segment", Integer, nullable=False),
+    Column("track_id", Integer, nullable=False),
+    Column("t", Float),
+    Column("quality", Float),
+    Column("descriptor", LargeBinary, nullable=False),  # float32 values, little-endian
+    Index(None, "job_id", "segment"),
+)
+
+#: The persons of a finalized video job: its tracks linked by face identity, with their statistics.
+persons = Table(
+    "persons",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("person_id", Integer, nullable=False),
+    Column("tracks", Integer, nullable=False),
+    Column("first_t", Float),
+    Column("last_t", Float),
+    Column("seconds", Float),
+    Column("faces", Integer, nullable=False),
+    Column("dominant_label", Text),
+    Column("shares", JSON),  # smoothed labels: {label: share of the person's faces}
+    Column("label_changes_per_minute", Float),
+    Column("label_changes_per_minute_raw", Float),
+    PrimaryKeyConstraint("job_id", "person_id"),
 )
 
 #: Warnings and errors of a job, per file or frame (kept with the job, shown by ``fervid report``).
@@ -218,6 +261,7 @@ fervid_timeline = Table(
     "fervid_timeline",
     views,
     Column("job_id", Integer),
+    Column("person_id", Integer),
     Column("track_id", Integer),
     Column("t", Float),
     Column("frame_index", Integer),
@@ -230,6 +274,9 @@ fervid_timeline = Table(
     Column("confidence", Float),
     *(Column(name, Float) for name in PROBABILITY_COLUMNS),
     Column("truth", Text),
+    Column("label_smoothed", Text),
+    Column("confidence_smoothed", Float),
+    *(Column(name, Float) for name in SMOOTHED_COLUMNS),
 )
 
 fervid_track_summary = Table(
@@ -242,6 +289,23 @@ fervid_track_summary = Table(
     Column("faces", Integer),
     Column("dominant_label", Text),
     Column("mean_confidence", Float),
+    Column("person_id", Integer),
+)
+
+fervid_person_summary = Table(
+    "fervid_person_summary",
+    views,
+    Column("job_id", Integer),
+    Column("source", Text),
+    Column("person_id", Integer),
+    Column("tracks", Integer),
+    Column("first_t", Float),
+    Column("last_t", Float),
+    Column("seconds", Float),
+    Column("faces", Integer),
+    Column("dominant_label", Text),
+    Column("label_changes_per_minute", Float),
+    Column("label_changes_per_minute_raw", Float),
 )
 
 fervid_job_summary = Table(

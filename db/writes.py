@@ -17,6 +17,7 @@ from fervid.db.engine import write_transaction
 from fervid.db.jobs import job_row
 from fervid.db.schema import (
     PROBABILITY_COLUMNS,
+    SMOOTHED_COLUMNS,
     UTCDateTime,
     detections,
     evaluation_classes,
@@ -25,12 +26,17 @@ from fervid.db.schema import (
     job_stats,
     jobs,
     segments,
+    track_descriptors,
     utcnow,
 )
 from fervid.expressions import EXPRESSIONS, canonical_order
 
-#: The columns of a detection row, in table order (``id`` is generated).
-DETECTION_COLUMNS: tuple[str, ...] = tuple(c.name for c in detections.columns if c.name != "id")
+#: Columns set when the job is finalized, not by its segments.
+FINALIZED_COLUMNS: frozenset[str] = frozenset({"person_id", "label_smoothed", "confidence_smoothed", *SMOOTHED_COLUMNS})
+#: The columns of a detection row as a segment writes it, in table order (``id`` is generated).
+DETECTION_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in detections.columns if c.name != "id" and c.name not in FINALIZED_COLUMNS
+)
 _BLANK_ROW: dict[str, None] = dict.fromkeys(DETECTION_COLUMNS)
 _COPY_SQL = f"COPY detections ({', '.join(DETECTION_COLUMNS)}) FROM STDIN"
 
@@ -46,9 +52,12 @@ def write_segment(
     warnings: int = 0,
     worker: str | None = None,
     events: Sequence[str] = (),
+    descriptors: Sequence[Mapping[str, Any]] = (),
+    thumbnails: tuple[bytes | None, bytes | None] = (None, None),
 ) -> bool:
-    """Store segment ``idx``'s detections and ``events`` (warning messages: files or frames skipped), replacing
-    any earlier attempt's, mark it done and recount the job.
+    """Store segment ``idx``'s detections, ``events`` (warning messages: files or frames skipped) and face
+    ``descriptors`` (rows of ``track_id``, ``t``, ``quality``, ``descriptor`` bytes), replacing any earlier
+    attempt's, with the ``thumbnails`` of its first and last sample; mark it done and recount the job.
 
     ``rows`` hold :data:`DETECTION_COLUMNS` keys with Python scalars (missing keys are NULL; ``job_id`` and
     ``segment`` are set from the arguments). True when this call finished the job's last unfinished segment:
@@ -67,6 +76,11 @@ def write_segment(
             return False
         conn.execute(delete(detections).where(detections.c.job_id == job_id, detections.c.segment == idx))
         _insert_detections(conn, records)
+        conn.execute(
+            delete(track_descriptors).where(track_descriptors.c.job_id == job_id, track_descriptors.c.segment == idx)
+        )
+        if descriptors:
+            conn.execute(insert(track_descriptors), [{**row, "job_id": job_id, "segment": idx} for row in descriptors])
         conn.execute(delete(job_events).where(job_events.c.job_id == job_id, job_events.c.segment == idx))
         if events:
             rows = [{"job_id": job_id, "segment": idx, "level": "warning", "message": m} for m in events]
@@ -83,6 +97,8 @@ def write_segment(
                 worker=func.coalesce(worker, seg.worker),
                 finished_at=literal(utcnow(), UTCDateTime()),
                 error=None,
+                first_thumbnail=thumbnails[0],
+                last_thumbnail=thumbnails[1],
             )
         )
         remaining = _recount(conn, job_id, worker)
@@ -90,7 +106,8 @@ def write_segment(
 
 
 def remap_tracks(engine: Engine, job_id: int, mapping: Mapping[tuple[int, int], int]) -> None:
-    """Renumber tracks: ``(segment, track_id) -> global track id``; unmapped rows keep theirs.
+    """Renumber tracks, of detections and descriptors: ``(segment, track_id) -> global track id``; unmapped rows
+    keep theirs.
 
     Track ids are non-negative: the new ids are first written negated (``-1 - new``) and then flipped in one
     statement, so that a new id equal to another pair's old id is never renumbered twice.
@@ -99,15 +116,16 @@ def remap_tracks(engine: Engine, job_id: int, mapping: Mapping[tuple[int, int], 
         return
     if min(mapping.values()) < 0:
         raise ValueError("track ids must be non-negative")
-    d = detections.c
     with write_transaction(engine) as conn:
-        conn.execute(
-            update(detections)
-            .where(d.job_id == job_id, d.segment == bindparam("seg"), d.track_id == bindparam("old"))
-            .values(track_id=bindparam("tmp")),
-            [{"seg": segment, "old": old, "tmp": -1 - new} for (segment, old), new in mapping.items()],
-        )
-        conn.execute(update(detections).where(d.job_id == job_id, d.track_id < 0).values(track_id=-1 - d.track_id))
+        for table in (detections, track_descriptors):
+            c = table.c
+            conn.execute(
+                update(table)
+                .where(c.job_id == job_id, c.segment == bindparam("seg"), c.track_id == bindparam("old"))
+                .values(track_id=bindparam("tmp")),
+                [{"seg": segment, "old": old, "tmp": -1 - new} for (segment, old), new in mapping.items()],
+            )
+            conn.execute(update(table).where(c.job_id == job_id, c.track_id < 0).values(track_id=-1 - c.track_id))
 
 
 def finalize_job(engine: Engine, job_id: int, *, processing_seconds: float) -> None:

@@ -49,6 +49,10 @@ class Settings:
     detector_threshold: float = 0.3  # CenterFace: see benchmarks/results/pipeline_accuracy.md (0.5 missed 8-18 % of faces)
     flip: bool = True
     track_gap: float = 1.0  # seconds a track may go unseen before it ends
+    cut_threshold: float = 0.15  # a sample whose thumbnail differs more from the last one's is a cut (1: never)
+    smooth_seconds: float = 0.4  # expected seconds an expression lasts, for temporal smoothing (0: off); benchmarks/smoothing.py
+    identity: bool = True  # face descriptors: tracks of one face linked into persons, no track spanning two
+    identity_threshold: float = 0.6  # descriptor distance below which two tracks are one person
     batch_size: int = 64
     segment_seconds: float = 60.0
     segment_timeout: float = 3600.0
@@ -127,6 +131,9 @@ RULES = {
     "detector_threshold": _number(0, 1, above=True),
     "batch_size": _number(1, 4096, above=False, whole=True),
     "track_gap": _number(0, 3600),
+    "cut_threshold": _number(0, 1),
+    "smooth_seconds": _number(0, 3600, above=False),
+    "identity_threshold": _number(0, 2),
     "segment_seconds": _number(0),
     "segment_timeout": _number(0),
     "heartbeat_interval": _number(0, 3600),

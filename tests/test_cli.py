@@ -141,7 +141,7 @@ def test_zero_face_job_reports(cli: CliRunner, tmp_path: Path) -> None:
     table = cli.invoke(app, ["report", "--job", job_id])
     assert table.exit_code == 0 and "–" in table.output, table.output
     csv = cli.invoke(app, ["report", "--job", job_id, "--format", "csv"])
-    assert csv.exit_code == 0 and csv.output.splitlines()[1].startswith("all,,,0,,"), csv.output
+    assert csv.exit_code == 0 and csv.output.splitlines()[1].startswith("all,,,,0,,"), csv.output
     for option, name in (("--plot", "t.png"), ("--html", "r.html")):
         result = cli.invoke(app, ["report", "--job", job_id, option, str(tmp_path / name)])
         assert result.exit_code == 0 and (tmp_path / name).stat().st_size > 0, result.output

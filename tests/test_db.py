@@ -125,7 +125,7 @@ def finished_job(engine: Engine) -> int:
 def test_migrations_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert current(db_url) is None
     upgrade(db_url)
-    assert current(db_url) == head() == "0002"
+    assert current(db_url) == head() == "0003"
     engine = get_engine(db_url)
     inspector = inspect(engine)
     assert set(metadata.tables) <= set(inspector.get_table_names())
@@ -140,7 +140,7 @@ def test_migrations_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert inspector.get_view_names() == []
 
     ensure_schema(db_url)
-    assert current(db_url) == "0002"
+    assert current(db_url) == "0003"
     ensure_schema(db_url)  # already current: a no-op
     assert set(views.tables) <= set(inspect(engine).get_view_names())
 
@@ -444,6 +444,34 @@ def test_migration_0002_keeps_rows_stored_under_a_duplicate_key(db_url: str) -> 
     assert [(r[1], r[2]) for r in rows] == [(41, 1.64), (-rows[1][0], 1.68), (42, 1.72)]
     with pytest.raises(sqlalchemy.exc.IntegrityError), engine.begin() as conn:
         conn.execute(insert(detections).values(job_id=job, segment=0, frame_index=41, t=1.64, track_id=0))
+
+
+def test_migration_0003_gives_stored_rows_their_raw_reading_as_the_smoothed_one(db_url: str) -> None:
+    """Rows stored before smoothing existed read the same through every view after 0003; a downgrade to 0002
+    restores the earlier views."""
+    from sqlalchemy import text
+
+    upgrade(db_url, "0002")
+    engine = get_engine(db_url)
+    with engine.begin() as conn:
+        job = conn.execute(
+            text("INSERT INTO jobs (source, kind, status) VALUES ('v.mp4', 'video', 'done') RETURNING id")
+        ).scalar_one()
+        conn.execute(
+            text("INSERT INTO detections (job_id, segment, frame_index, t, track_id, label, confidence, p_happy, p_sad) "
+                 "VALUES (:j, 0, 0, 0.0, 0, 'happy', 0.8, 0.8, 0.2)"),
+            {"j": job},
+        )  # fmt: skip
+    upgrade(db_url)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT label_smoothed, confidence_smoothed, ps_happy, ps_sad, ps_fear, person_id FROM fervid_timeline")
+        ).one()
+    assert tuple(row) == ("happy", 0.8, 0.8, 0.2, None, None)
+    downgrade(db_url, "0002")
+    inspector = inspect(engine)
+    assert "persons" not in inspector.get_table_names() and "fervid_person_summary" not in inspector.get_view_names()
+    assert "label_smoothed" not in {c["name"] for c in inspector.get_columns("fervid_timeline")}
 
 
 def test_stale_segments_are_claimed_once(db_url: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
-from conftest import Workers, wait_for
+from conftest import Workers, needs_shared, wait_for
 from sqlalchemy import Engine, text
 from videos import make_video
 
@@ -300,3 +300,39 @@ def test_a_redis_restart_loses_messages_that_recover_sends_again(settings, worke
     assert job["status"] == "done", job["error"]
     assert_same_as_embedded(results(engine, job_id), embedded(LONG), LONG)
     assert recover(settings) == {}
+
+
+def _persons(engine: Engine, job_id: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT segment, frame_index, track_id, person_id, label_smoothed FROM detections WHERE job_id = :j "
+                 "ORDER BY segment, frame_index, x1"),
+            {"j": job_id},
+        ).all()  # fmt: skip
+        persons = conn.execute(
+            text("SELECT person_id, tracks, faces, dominant_label FROM persons WHERE job_id = :j ORDER BY person_id"), {"j": job_id}
+        ).all()
+    return {"rows": [tuple(r) for r in rows], "persons": [tuple(p) for p in persons]}
+
+
+@needs_shared
+def test_persons_and_smoothing_on_workers_match_the_embedded_run(settings, workers, tmp_path: Path, tiny_checkpoint) -> None:
+    """A man, a cut to a woman at the same place, the empty scene, the woman again, the man again, in 2 s segments
+    on two workers: the same tracks, persons and smoothed labels as the embedded run."""
+    from scenes import ck_face, ck_subjects, clip_frames, clip_shot, empty_shot, still_shot, write_shots
+
+    frames, rate = clip_frames()
+    man = still_shot(ck_face(ck_subjects(1)[0]["happy"], 130), 2.0, centre=(361, 87))
+    woman = clip_shot(frames, rate, 2.0)
+    video = write_shots(tmp_path / "people.mp4", [man, woman, empty_shot(frames, 2.0), woman, man])
+    local = _settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'embedded.db'}", model=str(tiny_checkpoint),
+                      detector="centerface")  # fmt: skip
+    expected = _persons(database(local), submit(Submission(str(video)), local))
+    assert [p[:3] for p in expected["persons"]] == [(0, 2, 20), (1, 2, 20)]
+    workers.start(2)
+    distributed = settings.replace(detector="centerface")
+    job_id = submit(Submission(str(video)), distributed)
+    engine = database(distributed)
+    job = wait_finished(engine, job_id, workers)
+    assert job["status"] == "done", job["error"]
+    assert _persons(engine, job_id) == expected

@@ -19,7 +19,6 @@ from fervid.db import finalize_job, get_engine, job_report, upgrade, write_segme
 from fervid.db.figures import (
     DPI,
     MAX_TRACKS,
-    centred_moving_average,
     confusion_figure,
     timeline_figure,
     write_figures,
@@ -58,7 +57,9 @@ def test_timeline_png(engine: Engine, tmp_path: Path) -> None:
     assert len(figure.axes) == 4  # two tracks: probabilities and dominant band each
     assert figure.axes[0].get_ylabel() == "track 0\n100 faces"
     assert figure.axes[2].get_ylabel() == "track 1\n50 faces"
-    assert "centred 1 s moving average" in " ".join(text.get_text() for text in figure.texts)
+    assert "smoothed over time" in " ".join(text.get_text() for text in figure.texts)
+    raw = timeline_figure(engine, job_id, smoothed=False)
+    assert "(raw)" in " ".join(text.get_text() for text in raw.texts)
 
     written = write_figures(engine, job_id, tmp_path / "timeline.png")
     assert written == [tmp_path / "timeline.png"]  # unlabelled: no confusion figure
@@ -117,15 +118,6 @@ def test_timeline_shows_the_largest_tracks(engine: Engine) -> None:
     assert f"showing the {MAX_TRACKS} largest of {MAX_TRACKS + 2} tracks" in notes
 
 
-def test_centred_moving_average() -> None:
-    t = np.array([0.0, 0.2, 0.4, 0.6, 2.0])
-    values = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
-    smooth = centred_moving_average(t, values, 0.4)  # each sample with its neighbours within ±0.2 s
-    expected = [[0.5, 0.5], [2 / 3, 1 / 3], [1 / 3, 2 / 3], [0.5, 0.5], [1.0, 0.0]]
-    assert smooth == pytest.approx(np.array(expected))
-    assert centred_moving_average(t, values, 0.0) == pytest.approx(values)
-
-
 def test_write_figures_rejects_bad_paths(engine: Engine, tmp_path: Path) -> None:
     job_id = video_job(engine)
     with pytest.raises(ValueError, match=r"\.png or \.svg"):
@@ -163,8 +155,8 @@ def test_html_report_escapes_text(engine: Engine, tmp_path: Path) -> None:
     assert "<i>" not in page
     assert "<title>fervid job 1 · &lt;i&gt;&quot;smile&quot; &amp; $x^$.mp4</title>" in page
     report = job_report(engine, job_id)
-    for track in report["tracks"]:  # track, from, to, faces
-        times = r"<td>\d\d:\d\d</td>" * 2
-        assert re.search(rf"<td class=\"text\">{track['id']}</td>{times}<td>{track['faces']}</td>", page)
+    for track in report["tracks"]:  # track, person (none: not finalized by a worker), from, to, faces
+        cells = rf"<td class=\"text\">{track['id']}</td><td class=\"text\">–</td>" + r"<td>\d\d:\d\d</td>" * 2
+        assert re.search(rf"{cells}<td>{track['faces']}</td>", page)
     assert "no evaluation" in page
     assert all(label in page for label in CLASSES if label in report["distribution"])

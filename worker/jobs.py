@@ -92,6 +92,10 @@ def create(engine: Engine, submission: Submission, settings: Settings) -> int:
         flip=settings.flip,
         batch_size=settings.batch_size,
         max_gap=settings.track_gap,
+        cut_threshold=settings.cut_threshold,
+        smooth_seconds=settings.smooth_seconds,
+        identity=settings.identity,
+        identity_threshold=settings.identity_threshold,
         labels=[tuple(r) for r in labels] if labels else None,
     )
     common = dict(params=asdict(options), model_name=model.name, model_sha256=model.sha256, classes=checkpoint.classes)

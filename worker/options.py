@@ -23,6 +23,10 @@ class JobOptions:
     batch_size: int
     flip: bool = False  # average each face with its mirror image (jobs before it: off)
     max_gap: float = 1.0  # seconds a track may go unseen (jobs before FERVID_TRACK_GAP: 1 s)
+    cut_threshold: float = 1.0  # scene cuts end tracks (jobs before: never)
+    smooth_seconds: float = 0.0  # temporal smoothing (jobs before: none)
+    identity: bool = False  # face descriptors and persons (jobs before: none)
+    identity_threshold: float = 0.6
     labels: list[tuple[float, float, str]] | None = field(default=None)
 
     @classmethod

@@ -32,20 +32,19 @@ import numpy as np
 from sqlalchemy import Engine
 
 from fervid.db.jobs import beat, begin_segment, fail_segment, get_job, get_segment, unfinished_segments
-from fervid.db.reports import track_bounds
-from fervid.db.writes import finalize_job, label_pairs, remap_tracks, store_evaluation, write_segment
-from fervid.expressions import EXPRESSIONS
+from fervid.db.writes import write_segment
 from fervid.model.align import FaceCropper, locate_faces
 from fervid.model.align import Located as Face
 from fervid.model.detect import FaceDetector
-from fervid.model.metrics import classification_report
 from fervid.model.preprocess import preprocess
 from fervid.settings import Settings
 from fervid.worker import runtime
+from fervid.worker.continuity import TrackFaces
+from fervid.worker.finalize import finalize
 from fervid.worker.labels import LabelRange, Labels
 from fervid.worker.options import JobOptions
 from fervid.worker.sources import Sample, image_samples, video_samples
-from fervid.worker.track import IoUTracker, stitch
+from fervid.worker.track import IoUTracker
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,7 +58,7 @@ DETECT_THREADS = 4
 #: Warning messages a segment keeps (stored as job events; every warning is counted).
 MAX_EVENTS = 100
 #: The stages whose busy time :attr:`SegmentCounts.seconds` holds.
-STAGES: tuple[str, ...] = ("decode", "detect", "track", "classify")
+STAGES: tuple[str, ...] = ("decode", "detect", "track", "classify", "identity")
 _END = object()
 
 
@@ -72,8 +71,9 @@ class _Failure:
 
 @dataclass
 class SegmentCounts:
-    """What a segment did: frames, faces, damaged frames, warnings, and each stage's busy seconds (summed over
-    the stage's threads)."""
+    """What a segment did: frames, faces, damaged frames, warnings, each stage's busy seconds (summed over the
+    stage's threads), the face descriptors of its tracks (rows of ``track_descriptors``) and the thumbnails of
+    its first and last sample (:mod:`fervid.worker.cuts`)."""
 
     frames: int = 0
     faces: int = 0
@@ -81,6 +81,8 @@ class SegmentCounts:
     warnings: int = 0
     messages: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    descriptors: list[dict[str, Any]] = field(default_factory=list)
+    thumbnails: tuple[bytes | None, bytes | None] = (None, None)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def warn(self, exc: Exception) -> None:
@@ -253,10 +255,11 @@ def _located(
     detector: FaceDetector | None,
     cropper: FaceCropper,
     counts: SegmentCounts,
+    tracks: TrackFaces,
 ) -> Iterator[Located]:
     """The detector stage and, in frame order, the tracker stage: find the faces of each sample (in a video, of
-    every ``detect_every``-th one; the others keep its detections), track them and cut out their crops with
-    ``cropper``, preprocessed for the classifier."""
+    every ``detect_every``-th one; the others keep its detections), track them (``tracks``) and cut out their
+    crops with ``cropper``, preprocessed for the classifier."""
     images = job["kind"] == "images"
 
     def detect(item: tuple[int, Sample]) -> tuple[Sample, list[Face] | None]:
@@ -266,7 +269,6 @@ def _located(
         with counts.timed("detect"):
             return sample, find_faces(sample.image, detector, images)
 
-    tracker = IoUTracker(max_gap=options.max_gap)
     faces: list[Face] = []
     detected = ordered_map(detect, enumerate(samples), detect_threads(detector), "fervid-detect")
     with closing(samples), closing(detected):
@@ -275,7 +277,8 @@ def _located(
                 faces = [Face(sample.image, f.face, f.box) for f in faces] if found is None else found
                 boxes = [f.box for f in faces]
                 # Videos are tracked; the faces of an image are numbered within it.
-                track_ids = tracker.update(sample.time, boxes) if sample.time is not None else list(range(len(boxes)))
+                timed = sample.time is not None
+                track_ids = tracks.update(sample.image, sample.time, faces) if timed else list(range(len(boxes)))
                 crops = [cropper(f.image, f.face) for f in faces]
                 located = Located(
                     [
@@ -313,7 +316,9 @@ def run_segment(
     counts = SegmentCounts()
     batch = Classifying(functools.partial(model.predict, flip=options.flip), model.classes, options.batch_size, counts)
     samples = prefetch(_timed(_samples(job, options, start, end, counts), counts, "decode"), name="fervid-decode")
-    located = _located(samples, job, idx, worker, options, detector, cropper, counts)
+    identity = runtime.embedder() if options.identity and job["kind"] == "video" else None
+    tracks = TrackFaces(IoUTracker(max_gap=options.max_gap), options.cut_threshold, identity, options.identity_threshold)
+    located = _located(samples, job, idx, worker, options, detector, cropper, counts, tracks)
     with closing(prefetch(located, name="fervid-track")) as frames:
         for frame in frames:
             counts.frames += 1
@@ -322,6 +327,9 @@ def run_segment(
                 on_frame(1)
     batch.flush()
     counts.faces = len(batch.rows)
+    with counts.timed("identity"):
+        counts.descriptors = tracks.descriptors()
+    counts.thumbnails = tuple(None if x is None else x.tobytes() for x in (tracks.cuts.first, tracks.cuts.last))
     return batch.rows, counts
 
 
@@ -359,7 +367,7 @@ def process_segment(
     logger.debug("job %s segment %s: %d frames, %d faces; ms per frame: %s", job_id, idx, counts.frames, counts.faces, per_frame)
     last = write_segment(
         engine, job_id, idx, rows, frames=counts.frames, failed_frames=counts.failed_frames, warnings=counts.warnings,
-        worker=worker, events=counts.messages,
+        worker=worker, events=counts.messages, descriptors=counts.descriptors, thumbnails=counts.thumbnails,
     )  # fmt: skip
     if last:
         finalize(engine, job_id)
@@ -387,50 +395,3 @@ def heartbeat(engine: Engine, job_id: int, idx: int, worker: str, interval: floa
     finally:
         stop.set()
         thread.join()
-
-
-def stitch_tracks(engine: Engine, job_id: int, max_gap: float) -> int:
-    """Give tracks job-wide ids, joining each segment's tracks to the previous segment's across the border.
-
-    Returns the number of tracks.
-    """
-    bounds = track_bounds(engine, job_id)  # {segment: {track: (first_t, first_box, last_t, last_box)}}
-    mapping: dict[tuple[int, int], int] = {}
-    next_id, previous = 0, {}
-    for segment in sorted(bounds):
-        tracks = bounds[segment]
-        ends = {mapping[(segment - 1, t)]: (b[2], b[3]) for t, b in previous.items()} if previous else {}
-        joined = stitch(ends, {t: (b[0], b[1]) for t, b in tracks.items()}, max_gap=max_gap) if ends else {}
-        for track in sorted(tracks):
-            if track in joined:
-                mapping[(segment, track)] = joined[track]
-            else:
-                mapping[(segment, track)], next_id = next_id, next_id + 1
-        previous = tracks if segment + 1 in bounds else {}
-    remap_tracks(engine, job_id, mapping)
-    return next_id
-
-
-def finalize(engine: Engine, job_id: int) -> None:
-    """Stitch tracks, store recall statistics where ground truth exists, compute statistics, mark done."""
-    job = get_job(engine, job_id)
-    options = JobOptions.from_params(job["params"])
-    if job["kind"] == "video":
-        stitch_tracks(engine, job_id, options.max_gap)
-    truth, predicted = label_pairs(engine, job_id)
-    if truth:
-        classes = [c for c in EXPRESSIONS if c in set(job["classes"]) | set(truth)]
-        report = classification_report(truth, predicted, classes)
-        store_evaluation(
-            engine,
-            job_id=job_id,
-            name=job["source"],
-            model_name=job["model_name"],
-            protocol="job",
-            classes=report.classes,
-            accuracy=report.accuracy,
-            confusion=report.confusion,
-            per_class=report.per_class,
-        )
-    started = job["started_at"] or job["created_at"]
-    finalize_job(engine, job_id, processing_seconds=time.time() - started.timestamp())

@@ -1,4 +1,5 @@
-"""The per-process runtime of a worker: the classifier and the face detector, loaded once and kept warm."""
+"""The per-process runtime of a worker: the classifier, the face detector and the face-identity network, loaded
+once and kept warm."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from fervid.model.detect import FaceDetector, create_detector
 from fervid.model.files import sha256_file
+from fervid.model.identity import FaceEmbedder
 from fervid.model.infer import Classifier
 from fervid.model.weights import Weights, resolve_model
 
@@ -66,3 +68,9 @@ def classifier(path: str, sha256: str, device: str, batch_size: int, threads: in
 def detector(name: str, max_side: int, threshold: float) -> FaceDetector:
     """A face detector (cached per process)."""
     return create_detector(name, threshold=threshold, max_side=max_side)
+
+
+@functools.lru_cache(maxsize=1)
+def embedder() -> FaceEmbedder:
+    """The face-identity network (cached per process)."""
+    return FaceEmbedder()

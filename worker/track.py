@@ -93,24 +93,31 @@ class IoUTracker:
             result.append(track)
         return result
 
+    def split(self, track: int) -> int:
+        """End ``track`` before its latest box, which starts a new track instead; the new track's id."""
+        new, self._next_id = self._next_id, self._next_id + 1
+        self._tracks[new] = self._tracks.pop(track)
+        return new
+
 
 def stitch(
     ends: Mapping[int, tuple[float, Box]],
     starts: Mapping[int, tuple[float, Box]],
     iou_threshold: float = 0.3,
     max_gap: float = 1.0,
+    same_face: Callable[[int, int], bool] = lambda old, new: True,
 ) -> dict[int, int]:
     """Join tracks across a segment border: ``{track of segment k+1: track of segment k}``.
 
     ``ends`` holds the last (time, box) of each track of segment k, ``starts`` the first
     (time, box) of each track of segment k+1; tracks join by the :class:`IoUTracker` rule when
-    at most ``max_gap`` seconds separate them.
+    at most ``max_gap`` seconds separate them and ``same_face(old, new)`` allows it.
     """
     old, new = list(ends), list(starts)
     pairs = match(
         [ends[k][1] for k in old],
         [starts[k][1] for k in new],
         iou_threshold,
-        lambda i, j: starts[new[j]][0] - ends[old[i]][0] <= max_gap,
+        lambda i, j: starts[new[j]][0] - ends[old[i]][0] <= max_gap and same_face(old[i], new[j]),
     )
     return {new[j]: old[i] for j, i in pairs.items()}
