@@ -4,7 +4,8 @@ A track ends at a hard cut (:class:`~fervid.worker.cuts.CutDetector`) and where 
 box's normalised thumbnail differs from the last sample's by more than :data:`FACE_CHANGE`). With identity on, such
 a suspected change is verified: the track goes on only when the face descriptors before and after lie within the
 identity threshold, so a cut that keeps the person (a new camera angle) keeps the track and a cut to another
-person framed at the same place ends it. Without identity, every suspected change ends the track.
+person framed at the same place ends it. Without identity, every suspected change ends the track. A cut threshold
+of 1 turns both checks off (jobs with ``--detector none``, whose "face" is the whole image).
 
 Per track the :data:`KEEP` best faces by :func:`~fervid.model.identity.face_quality` are kept as small regions and
 described when the segment ends (:meth:`TrackFaces.descriptors`).
@@ -78,6 +79,8 @@ class TrackFaces:
     def _changed(
         self, cut: bool, thumb: np.ndarray | None, region: FaceRegion, last_thumb: np.ndarray | None, last: FaceRegion
     ) -> bool:
+        if self.cuts.threshold >= 1:  # checks off (--detector none: the image is the face)
+            return False
         moved = thumb is None or last_thumb is None or float(np.abs(thumb - last_thumb).mean()) > FACE_CHANGE
         if not (cut or moved):
             return False

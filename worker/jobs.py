@@ -82,6 +82,7 @@ def create(engine: Engine, submission: Submission, settings: Settings) -> int:
     model = model_ref(settings.model)
     checkpoint = load_checkpoint(model.path)
     labels = load_labels(submission.labels).ranges if submission.labels else None
+    faces_found = settings.detector != "none"
     options = JobOptions(
         model_path=model.path,
         sample_fps=None if submission.every_frame else settings.sample_fps,
@@ -92,9 +93,10 @@ def create(engine: Engine, submission: Submission, settings: Settings) -> int:
         flip=settings.flip,
         batch_size=settings.batch_size,
         max_gap=settings.track_gap,
-        cut_threshold=settings.cut_threshold,
+        # With --detector none the image is the "face": there is no face to follow through cuts or to identify.
+        cut_threshold=settings.cut_threshold if faces_found else 1.0,
         smooth_seconds=settings.smooth_seconds,
-        identity=settings.identity,
+        identity=settings.identity and faces_found,
         identity_threshold=settings.identity_threshold,
         labels=[tuple(r) for r in labels] if labels else None,
     )
