@@ -19,12 +19,10 @@ from sqlalchemy import Engine
 
 from fervid.db.jobs import get_job
 from fervid.db.reports import timeline_rows
-from fervid.db.schema import PROBABILITY_COLUMNS, SMOOTHED_COLUMNS
+from fervid.db.schema import PROBABILITY_COLUMNS, SMOOTHED_OF
 
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
 GRANULARITIES: tuple[str, ...] = ("frame", "second")
-#: The raw reading's columns and the smoothed column each takes its value from with ``smoothed=True``.
-_SMOOTHED = {"label": "label_smoothed", "confidence": "confidence_smoothed", **dict(zip(PROBABILITY_COLUMNS, SMOOTHED_COLUMNS))}
 #: Rows fetched from the database, and rows per Parquet record batch.
 BATCH_ROWS = 5000
 
@@ -102,7 +100,7 @@ def _smoothed(row: dict[str, Any]) -> dict[str, Any]:
     """The row with its smoothed reading in the raw reading's columns (where it has one)."""
     if row["label_smoothed"] is None:
         return row
-    return row | {raw: row[smooth] for raw, smooth in _SMOOTHED.items()}
+    return row | {raw: row[smooth] for raw, smooth in SMOOTHED_OF.items()}
 
 
 def per_second(rows: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:

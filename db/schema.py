@@ -40,6 +40,12 @@ PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in EXPRESSIONS
 #: The same after temporal smoothing (:mod:`fervid.worker.smoothing`), with ``label_smoothed`` and
 #: ``confidence_smoothed``; equal to the raw ones where nothing is smoothed (images, a track's only face).
 SMOOTHED_COLUMNS: tuple[str, ...] = tuple(f"ps_{name}" for name in EXPRESSIONS)
+#: Each raw reading column and the smoothed column beside it.
+SMOOTHED_OF: dict[str, str] = {
+    "label": "label_smoothed",
+    "confidence": "confidence_smoothed",
+    **dict(zip(PROBABILITY_COLUMNS, SMOOTHED_COLUMNS, strict=True)),
+}
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

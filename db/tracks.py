@@ -12,14 +12,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, select, update
 
 from fervid.db.engine import write_transaction
-from fervid.db.schema import PROBABILITY_COLUMNS, SMOOTHED_COLUMNS, detections, persons, segments, track_descriptors
+from fervid.db.schema import PROBABILITY_COLUMNS, SMOOTHED_OF, detections, persons, segments, track_descriptors
 
 #: The smoothed columns of a detection, each with the raw column it defaults to.
-_SMOOTHED_FROM_RAW = {
-    "label_smoothed": "label",
-    "confidence_smoothed": "confidence",
-    **dict(zip(SMOOTHED_COLUMNS, PROBABILITY_COLUMNS, strict=True)),
-}
+_SMOOTHED_FROM_RAW = {smoothed: raw for raw, smoothed in SMOOTHED_OF.items()}
 
 
 def descriptors(engine: Engine, job_id: int) -> dict[tuple[int, int], list[bytes]]:
