@@ -42,7 +42,7 @@ restarts_services = pytest.mark.skipif(
 
 def _settings(**values: Any) -> Settings:
     common = dict(detector="none", sample_fps=SAMPLE_FPS, segment_seconds=SEGMENT_SECONDS, segment_timeout=6.0)
-    return get_settings(**common, **values)
+    return get_settings(**(common | values))
 
 
 @pytest.fixture
