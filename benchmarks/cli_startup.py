@@ -1,4 +1,4 @@
-"""How fast read-only commands start: wall time of `fervid jobs`, `models`, `report`, `export` and `--help` on the
+"""How fast read-only commands start: wall time of `fervid jobs`, `models`, `show`, `report`, `export` and `--help` on the
 embedded database, against `python -c pass` in the same run.
 
     python benchmarks/cli_startup.py [--runs 7]
@@ -51,8 +51,8 @@ def main() -> None:
         job = subprocess.run([FERVID, "submit", str(folder)], env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
         baseline = wall([sys.executable, "-c", "pass"], env, args.runs)
         rows = [("python -c pass", baseline)]
-        for command in (["jobs"], ["models"], ["--help"], ["report", "--job", job, "--format", "json"],
-                        ["export", "--job", job, "--format", "csv"]):  # fmt: skip
+        for command in (["jobs"], ["models"], ["--help"], ["show", job], ["report", "--job", job],
+                        ["report", "--job", job, "--format", "json"], ["export", "--job", job, "--format", "csv"]):  # fmt: skip
             rows.append((f"fervid {' '.join(command)}", wall([FERVID, *command], env, args.runs)))
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; median of {args.runs} runs")
     print("| command | wall (s) | × python -c pass |")

@@ -36,9 +36,11 @@ def main_options(
 
 app.command()(jobs.submit)
 app.command(name="jobs")(jobs.list_jobs)
+app.command()(jobs.show)
 app.command()(jobs.report)
 app.command()(jobs.export)
 app.command()(jobs.cancel)
+app.command()(jobs.delete)
 app.command()(jobs.retry)
 app.command()(jobs.recover)
 app.command()(jobs.worker)

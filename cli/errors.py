@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.text import Text
 from rich.traceback import Traceback
 
+from fervid.report.terminal import printable
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -40,11 +42,6 @@ _CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@")
 def redact(text: str) -> str:
     """Hide passwords in URLs (``scheme://user:secret@host`` → ``scheme://user:***@host``)."""
     return _CREDENTIALS.sub(r"\1:***@", text)
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters (escape sequences, newlines in file names) shown as ``\\x1b``, ``\\n``."""
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _unavailable(exc: BaseException) -> bool:

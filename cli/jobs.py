@@ -1,11 +1,11 @@
-"""Job commands: submit, jobs, report, export, cancel, retry, recover, worker."""
+"""Job commands: submit, jobs, show, report, export, cancel, delete, retry, recover, worker."""
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -13,9 +13,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from fervid.cli.errors import EXIT_FAILED, err_console, handle_errors, printable, redact
+from fervid.cli.errors import EXIT_FAILED, err_console, handle_errors, redact
+from fervid.report.terminal import printable
 from fervid.settings import DETECTOR_CHOICES, Settings, described, get_settings
 
 console = Console(highlight=False)
@@ -36,7 +36,16 @@ def _progress(total: int | None) -> Progress:
 
 @handle_errors
 def submit(
-    path: Annotated[str, typer.Argument(help="A video file or URL, or a folder of images (class sub-folders give ground truth).")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Videos (files or URLs), folders of videos, or folders of images (class sub-folders give ground truth); one job each.",
+            show_default=False,
+        ),
+    ],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", metavar="", help="Look for videos in sub-folders too.")] = False,
+    glob: Annotated[Optional[str], typer.Option(help="Pattern of the video files to take from folders, e.g. '*.mp4'.")] = None,
+    batch: Annotated[Optional[str], typer.Option(help="Name of the batch the jobs belong to (default with several jobs: batch-<date>-<time>).")] = None,
     sample_fps: Annotated[Optional[float], typer.Option(help=described("sample_fps", "Frames per second to analyse, by timestamp."))] = None,
     every_frame: Annotated[bool, typer.Option("--every-frame", metavar="", help="Analyse every frame.")] = False,
     model: Annotated[Optional[str], typer.Option(help=described("model", "Shipped model name (`fervid models`) or checkpoint path."))] = None,
@@ -55,15 +64,17 @@ def submit(
     identity: Annotated[
         Optional[bool], typer.Option(metavar="", help=described("identity", "Link tracks of one face into persons; end tracks where the face changes."))
     ] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="CSV start,end,label (seconds) with the video's ground truth.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="CSV start,end,label (seconds) with the video's ground truth (one video only).")] = None,
     segment_seconds: Annotated[Optional[float], typer.Option(help=described("segment_seconds", "Segment length for parallel workers."))] = None,
-    wait: Annotated[bool, typer.Option("--wait", metavar="", help="With a broker: wait for the job and show its progress.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", metavar="", help="With a broker: wait for the jobs and show their progress.")] = False,
     database_url: DatabaseUrl = None,
     broker_url: BrokerUrl = None,
 ) -> None:
-    """Submit a video or an image folder. Prints the job id; on the embedded default the job runs right away."""
-    from fervid.worker.jobs import Submission
+    """Submit videos and image folders, one job each. Prints the job ids; on the embedded default the jobs run
+    right away, one after another."""
+    from fervid.worker.jobs import Submission, submit_many
     from fervid.worker.jobs import submit as submit_job
+    from fervid.worker.sources import expand_inputs
 
     if every_frame and sample_fps is not None:
         raise typer.BadParameter("give --sample-fps or --every-frame, not both")
@@ -71,133 +82,159 @@ def submit(
         database_url, broker_url, sample_fps=sample_fps, model=model, detector=detector, detect_every=detect_every,
         segment_seconds=segment_seconds, flip=flip, smooth_seconds=smooth_seconds, identity=identity,
     )  # fmt: skip
+    sources = expand_inputs(paths, recursive=recursive, pattern=glob)
+    if labels and len(sources) > 1:
+        raise typer.BadParameter(f"--labels holds the ground truth of one video, and {len(sources)} inputs were given")
+    if batch is None and len(sources) > 1:
+        batch = f"batch-{datetime.now():%Y%m%d-%H%M%S}"
     with _progress(None) as progress:
-        task = progress.add_task("frames", total=None, visible=settings.embedded)
+        task = progress.add_task("frames", total=None, visible=False)
+        total = progress.add_task("all jobs", total=len(sources), visible=settings.embedded and len(sources) > 1)
 
         def created(job_id: int, job: dict[str, Any]) -> None:
-            progress.console.print(f"job {job_id}: {job['kind']} {escape(printable(job['source']))}")
-            progress.update(task, total=job["frames_total"], description=f"job {job_id}")
+            state = "" if job["status"] == "queued" else f" [red]{job['status']}[/]"
+            progress.console.print(f"job {job_id}: {job['kind']} {escape(printable(job['source']))}{state}")
 
-        job_id = submit_job(
-            Submission(path, every_frame, str(labels) if labels else None),
-            settings,
-            on_created=created,
-            on_frame=lambda n: progress.advance(task, n),
-        )
-    console.print(job_id)
+        def started(job_id: int, job: dict[str, Any]) -> None:
+            nonlocal task, ran
+            progress.advance(total, 1 if ran else 0)
+            task = progress.add_task(f"job {job_id}", total=job["frames_total"], visible=settings.embedded)
+            ran += 1
+
+        ran = 0
+        if len(sources) == 1:
+            job_ids = [
+                submit_job(
+                    Submission(sources[0], every_frame, str(labels) if labels else None, batch=batch), settings,
+                    on_created=lambda job_id, job: (created(job_id, job), started(job_id, job)), on_frame=lambda n: progress.advance(task, n),
+                )
+            ]  # fmt: skip
+        else:
+            job_ids = submit_many(
+                sources, settings, every_frame=every_frame, batch=batch, on_created=created,
+                on_start=started, on_frame=lambda n: progress.advance(task, n),
+            )  # fmt: skip
+        progress.update(total, completed=len(sources))
+    for job_id in job_ids:
+        console.print(job_id)
+    if batch:
+        err_console.print(f"batch {escape(batch)}: {len(job_ids)} jobs (`fervid report --batch {escape(batch)}` compares them)")
     if not settings.embedded and wait:
-        _wait(settings, job_id)
-    _exit_for(settings, job_id)
+        _wait(settings, job_ids)
+    _exit_for(settings, job_ids)
 
 
-def _wait(settings: Settings, job_id: int) -> None:
+def _wait(settings: Settings, job_ids: list[int]) -> None:
     from fervid.db import database
-    from fervid.db.jobs import wait_job
+    from fervid.db.jobs import wait_jobs
+    from fervid.db.schema import FINISHED_STATUSES
 
     started, warned = time.monotonic(), False
     with _progress(None) as progress:
-        task = progress.add_task(f"job {job_id} segments", total=None)
+        tasks = {job_id: progress.add_task(f"job {job_id} segments", total=None) for job_id in job_ids}
+        total = progress.add_task("all jobs", total=len(job_ids), visible=len(job_ids) > 1)
 
-        def show(job: dict[str, Any]) -> None:
+        def show(rows: list[dict[str, Any]]) -> None:
             nonlocal warned
-            progress.update(
-                task,
-                completed=job["segments_done"],
-                total=job["segments_total"],
-                description=f"job {job_id}: {job['frames_done']} frames, {job['faces']} faces, segments",
-            )
-            if job["status"] == "queued" and not warned and time.monotonic() - started > settings.wait_notice:
+            for job in rows:
+                progress.update(
+                    tasks[job["id"]],
+                    completed=job["segments_done"],
+                    total=job["segments_total"],
+                    description=f"job {job['id']}: {job['frames_done']} frames, {job['faces']} faces, segments",
+                )
+            progress.update(total, completed=sum(job["status"] in FINISHED_STATUSES for job in rows))
+            queued = [job["id"] for job in rows if job["status"] == "queued"]
+            if queued and not warned and time.monotonic() - started > settings.wait_notice:
                 warned = True
                 progress.console.print(
-                    f"[yellow]no worker has taken job {job_id} after {settings.wait_notice:g} s:[/] is a `fervid worker` "
+                    f"[yellow]no worker has taken job {queued[0]} after {settings.wait_notice:g} s:[/] is a `fervid worker` "
                     f"running on queue {settings.queue!r} of {redact(settings.broker_url or '')}?"
                 )
 
-        wait_job(database(settings), job_id, show, outage=settings.wait_outage)
+        wait_jobs(database(settings), job_ids, show, outage=settings.wait_outage)
 
 
-def _exit_for(settings: Settings, job_id: int) -> None:
+def _exit_for(settings: Settings, job_ids: list[int]) -> None:
+    """Exit with :data:`EXIT_FAILED` when one of the jobs failed, naming each failed one and its error."""
     from fervid.db import database
-    from fervid.db.jobs import get_job
+    from fervid.db.jobs import get_jobs
 
-    job = get_job(database(settings), job_id)
-    if job["status"] == "failed":
-        err_console.print(f"[bold red]job {job_id} failed:[/] {escape(redact(job['error'] or ''))}")
+    failed = [job for job in get_jobs(database(settings), job_ids) if job["status"] == "failed"]
+    for job in failed:
+        err_console.print(f"[bold red]job {job['id']} failed:[/] {escape(redact(job['error'] or ''))}")
+    if failed:
         raise typer.Exit(EXIT_FAILED)
 
 
 @handle_errors
 def list_jobs(
     limit: Annotated[int, typer.Option(help="How many of the newest jobs.")] = 20,
+    batch: Annotated[Optional[str], typer.Option(help="Only the jobs of this batch (fervid submit --batch).")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """List jobs, newest first; a failed job shows its error."""
+    """List jobs, newest first (`fervid show N` has a job's full details)."""
     from fervid.db import database
     from fervid.db.jobs import list_jobs as query
+    from fervid.report.terminal import render_jobs
 
-    table = Table("id", "status", "kind", "source", "frames", "faces", "segments", "created", "error")
-    for job in query(database(_settings(database_url)), limit):
-        color = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}.get(job["status"], "white")
-        table.add_row(
-            str(job["id"]), f"[{color}]{job['status']}[/]", job["kind"], escape(printable(_short(job["source"]))),
-            str(job["frames_done"]) + (f" ({job['warnings']} warnings: fervid report)" if job["warnings"] else ""),
-            str(job["faces"]), f"{job['segments_done']}/{job['segments_total']}", f"{job['created_at']:%Y-%m-%d %H:%M}",
-            escape(printable(redact(job["error"] or ""))),
-        )  # fmt: skip
-    console.print(table)
+    render_jobs(console, query(database(_settings(database_url)), limit, batch=batch))
 
 
-def _short(text: str, width: int = 48) -> str:
-    return text if len(text) <= width else "…" + text[-(width - 1) :]
+@handle_errors
+def show(job_id: Annotated[int, typer.Argument(help="Job id (`fervid jobs` lists them).")], database_url: DatabaseUrl = None) -> None:
+    """Show a job's full details: source, options, model, timing, error, segments and warnings."""
+    from fervid.db import database
+    from fervid.db.jobs import get_job, get_segments
+    from fervid.db.reports import stored_events
+    from fervid.report.terminal import render_job
+
+    engine = database(_settings(database_url))
+    render_job(console, get_job(engine, job_id), get_segments(engine, job_id), stored_events(engine, job_id))
 
 
 @handle_errors
 def report(
-    job: JobId,
+    job: Annotated[Optional[int], typer.Option("--job", "-j", help="Job id (`fervid jobs` lists them).")] = None,
+    batch: Annotated[Optional[str], typer.Option(help="Compare the jobs of this batch instead (fervid submit --batch).")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table|json|csv")] = "table",
     plot: Annotated[Optional[Path], typer.Option(help="Write the timeline figure (and the confusion figure) to FILE.png|svg.")] = None,
-    html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report.")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="Write a self-contained interactive HTML report (works offline).")] = None,
     raw: Annotated[bool, typer.Option("--raw", metavar="", help="Figures of the raw readings, not smoothed over time.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Report on a job: summary, expression distribution, persons, per-track timelines, recall statistics."""
+    """Report on a job (summary, expression distribution, persons, per-track timelines, recall statistics) or
+    compare the jobs of a batch."""
     from fervid.db import database
-    from fervid.db.reports import job_report
+    from fervid.db.reports import batch_report, job_report
+    from fervid.report import terminal
+    from fervid.report.tabular import batch_csv, report_csv
 
+    if (job is None) == (batch is None):
+        raise typer.BadParameter("give --job N or --batch NAME")
+    if format not in ("table", "json", "csv"):
+        raise typer.BadParameter(f"unknown format {format!r}; choose table, json or csv")
+    if batch is not None and plot:
+        raise typer.BadParameter("--plot draws one job: give --job N")
     engine = database(_settings(database_url))
-    data = job_report(engine, job)
+    data = job_report(engine, job) if job is not None else batch_report(engine, batch)
     if format == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     elif format == "csv":
-        _report_csv(data)
-    elif format == "table":
-        from fervid.cli.render import render_report
-
-        render_report(console, data)
+        (report_csv if job is not None else batch_csv)(data, sys.stdout)
     else:
-        raise typer.BadParameter(f"unknown format {format!r}; choose table, json or csv")
-    if plot or html:
-        from fervid.db.figures import write_figures, write_html
+        (terminal.render_report if job is not None else terminal.render_batch)(console, data)
+    written_files = []
+    if plot:
+        from fervid.report.figures import write_figures
 
-        smoothed = not raw
-        written_files = [*write_figures(engine, job, plot, smoothed)] if plot else []
-        written_files += [write_html(engine, job, html, smoothed)] if html else []
-        for written in written_files:
-            err_console.print(f"wrote {written}")
+        written_files += write_figures(engine, job, plot, smoothed=not raw)
+    if html:
+        from fervid.report.html import write_batch_html, write_html
 
-
-def _report_csv(data: dict[str, Any]) -> None:
-    """One row for the whole job ('all', raw readings) and one per track (smoothed): its person, faces and the
-    share of each expression."""
-    labels = list(data["distribution"])
-    writer = csv.writer(sys.stdout)
-    writer.writerow(["track", "person", "first_t", "last_t", "faces", "dominant", *labels])
-    dominant = max(labels, key=lambda c: data["distribution"][c]["faces"]) if data["faces"] else ""
-    writer.writerow(["all", "", "", "", data["faces"], dominant, *(data["distribution"][c]["share"] for c in labels)])
-    for t in data["tracks"]:
-        person = "" if t["person_id"] is None else t["person_id"]
-        shares = (t["shares"].get(c, 0.0) for c in labels)
-        writer.writerow([t["id"], person, t["first_t"], t["last_t"], t["faces"], t["dominant_label"], *shares])
+        written_files.append(write_html(engine, job, html, smoothed=not raw) if job is not None else write_batch_html(engine, batch, html))
+    for written in written_files:
+        err_console.print(f"wrote {written}")
 
 
 @handle_errors
@@ -211,7 +248,7 @@ def export(
 ) -> None:
     """Export a job's timeline, streaming (memory does not grow with the job)."""
     from fervid.db import database
-    from fervid.db.export import export_timeline
+    from fervid.report.export import export_timeline
 
     count = export_timeline(database(_settings(database_url)), job, format, output, per=per, smoothed=smoothed)
     err_console.print(f"exported {count} rows" + (f" to {output}" if output else ""))
@@ -226,6 +263,16 @@ def cancel(job_id: Annotated[int, typer.Argument()], database_url: DatabaseUrl =
 
 
 @handle_errors
+def delete(job_id: Annotated[int, typer.Argument()], database_url: DatabaseUrl = None) -> None:
+    """Delete a finished job with everything stored for it (readings, thumbnails, persons, statistics)."""
+    from fervid.db import database
+    from fervid.db.jobs import delete_job
+
+    delete_job(database(_settings(database_url)), job_id)
+    console.print(f"job {job_id}: deleted")
+
+
+@handle_errors
 def retry(job_id: Annotated[int, typer.Argument()], database_url: DatabaseUrl = None, broker_url: BrokerUrl = None) -> None:
     """Re-run the unfinished segments of a failed or cancelled job."""
     from fervid.worker.jobs import retry as retry_job
@@ -235,7 +282,7 @@ def retry(job_id: Annotated[int, typer.Argument()], database_url: DatabaseUrl = 
         task = progress.add_task(f"job {job_id}", total=None, visible=settings.embedded)
         job = retry_job(settings, job_id, on_frame=lambda n: progress.advance(task, n))
     console.print(f"job {job_id}: {job['status']}")
-    _exit_for(settings, job_id)
+    _exit_for(settings, [job_id])
 
 
 @handle_errors

@@ -38,14 +38,17 @@ def list_models() -> None:
         measured = [(METRICS[k], m.metrics[k]) for k in METRICS if k in m.metrics]
         table.add_row(
             m.name,
-            ", ".join(m.classes),
+            str(len(m.classes)),
             f"{m.input_size}px",
-            ", ".join(f"{v:.1%} ({what})" for what, v in measured) or "–",
+            "\n".join(f"{v:.1%} {what}" for what, v in measured) or "–",
             m.sha256[:12],
             "✓" if member is DEFAULT else "",
         )
     console.print(table)
-    console.print("model cards: " + ", ".join(str(member.value.card) for member in Weights if member.value.card.exists()))
+    console.print("classes, data, command and per-class figures: the model cards")
+    for member in Weights:
+        if member.value.card.exists():
+            console.print(f"  {member.value.card}", soft_wrap=True)
 
 
 @app.command()

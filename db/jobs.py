@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy.exc
-from sqlalchemy import Connection, Engine, case, exists, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, case, delete, exists, func, insert, literal, select, update
 
 from fervid.db.engine import write_transaction
 from fervid.db.schema import FINISHED_STATUSES, JOB_KINDS, JOB_STATUSES, UTCDateTime, jobs, utcnow
@@ -35,8 +35,10 @@ def create_job(
     segments: Sequence[tuple[float, float | None]],
     duration: float | None = None,
     frames_total: int | None = None,
+    batch: str | None = None,
 ) -> int:
-    """Insert a queued job and its segments (``(start, end)`` seconds, ``end=None``: to the end); its id."""
+    """Insert a queued job and its segments (``(start, end)`` seconds, ``end=None``: to the end), in ``batch``
+    when given; its id."""
     if kind not in JOB_KINDS:
         raise ValueError(f"unknown job kind {kind!r}; choose from {', '.join(JOB_KINDS)}")
     if not segments:
@@ -55,6 +57,7 @@ def create_job(
                 duration=duration,
                 frames_total=frames_total,
                 segments_total=len(segments),
+                batch=batch,
             )
         ).inserted_primary_key[0]
         conn.execute(
@@ -79,11 +82,34 @@ def job_row(conn: Connection, job_id: int, *, for_update: bool = False) -> dict[
     return dict(row)
 
 
-def list_jobs(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest ``limit`` jobs, newest first."""
+def list_jobs(engine: Engine, limit: int | None = 50, batch: str | None = None) -> list[dict[str, Any]]:
+    """The newest ``limit`` jobs (``None``: all), newest first; only those of ``batch`` when given."""
+    query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+    if batch is not None:
+        query = query.where(jobs.c.batch == batch)
     with engine.connect() as conn:
-        rows = conn.execute(select(jobs).order_by(jobs.c.id.desc()).limit(limit)).mappings()
-        return [dict(row) for row in rows]
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def get_jobs(engine: Engine, job_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The jobs' rows in the order of ``job_ids``."""
+    with engine.connect() as conn:
+        found = {row["id"]: dict(row) for row in conn.execute(select(jobs).where(jobs.c.id.in_(job_ids))).mappings()}
+    missing = [job_id for job_id in job_ids if job_id not in found]
+    if missing:
+        raise JobNotFoundError(missing[0])
+    return [found[job_id] for job_id in job_ids]
+
+
+def delete_job(engine: Engine, job_id: int) -> None:
+    """Delete a finished job and everything stored with it (segments, detections, thumbnails, descriptors,
+    persons, evaluations: their rows go with the job's, ``ON DELETE CASCADE``). A queued or running job is
+    refused: cancel it first, so that no worker writes into a job that is gone."""
+    with write_transaction(engine) as conn:
+        status = job_row(conn, job_id, for_update=True)["status"]
+        if status not in FINISHED_STATUSES:
+            raise ValueError(f"job {job_id} is {status}: cancel it first (`fervid cancel {job_id}`)")
+        conn.execute(delete(jobs).where(jobs.c.id == job_id))
 
 
 def set_status(engine: Engine, job_id: int, status: str, error: str | None = None) -> None:
@@ -138,22 +164,22 @@ def begin_segment(engine: Engine, job_id: int, idx: int, worker: str) -> bool:
     return True
 
 
-def wait_job(
+def wait_jobs(
     engine: Engine,
-    job_id: int,
-    on_poll: Callable[[dict[str, Any]], None] | None = None,
+    job_ids: Sequence[int],
+    on_poll: Callable[[list[dict[str, Any]]], None] | None = None,
     *,
     outage: float = 60.0,
     poll: float = 0.5,
-) -> dict[str, Any]:
-    """Poll a job until it is done, failed or cancelled; its row. ``on_poll`` sees the row at each poll. The
-    database being unreachable for up to ``outage`` seconds in a row (a restart) is waited through, with capped
-    exponential backoff; a longer outage raises the last error."""
+) -> list[dict[str, Any]]:
+    """Poll jobs until every one is done, failed or cancelled; their rows. ``on_poll`` sees the rows at each
+    poll. The database being unreachable for up to ``outage`` seconds in a row (a restart) is waited through,
+    with capped exponential backoff; a longer outage raises the last error."""
     failing_since: float | None = None
     delay = poll
     while True:
         try:
-            job = get_job(engine, job_id)
+            rows = get_jobs(engine, job_ids)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
             now = time.monotonic()
             failing_since = failing_since or now
@@ -164,9 +190,9 @@ def wait_job(
             continue
         failing_since, delay = None, poll
         if on_poll:
-            on_poll(job)
-        if job["status"] in FINISHED_STATUSES:
-            return job
+            on_poll(rows)
+        if all(row["status"] in FINISHED_STATUSES for row in rows):
+            return rows
         time.sleep(poll)
 
 

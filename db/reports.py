@@ -20,6 +20,7 @@ from fervid.db.schema import (
     fervid_track_summary,
     job_events,
     job_stats,
+    jobs,
     persons,
 )
 from fervid.db.tracks import sample_period
@@ -109,6 +110,38 @@ def job_report(engine: Engine, job_id: int, timeline_width: int = 60) -> dict[st
         report["evaluation"] = _evaluation(conn, job_id)
         report["events"] = _events(conn, job_id)
     return report
+
+
+def batch_report(engine: Engine, batch: str) -> dict[str, Any]:
+    """The jobs of ``batch`` side by side: per job its source, status, duration, faces, persons, dominant
+    expression and expression shares (of the job's faces), from :func:`job_report`; oldest job first."""
+    with engine.connect() as conn:
+        ids = conn.scalars(select(jobs.c.id).where(jobs.c.batch == batch).order_by(jobs.c.id)).all()
+    if not ids:
+        raise LookupError(f"no jobs in batch {batch!r} (`fervid jobs` shows the batches)")
+    rows = []
+    for job_id in ids:
+        report = job_report(engine, job_id, timeline_width=1)
+        distribution = report["distribution"]
+        rows.append(
+            {
+                "job_id": job_id,
+                **{name: report[name] for name in ("source", "kind", "status", "duration", "faces", "error")},
+                "persons": len(report["persons"]) if report["kind"] == "video" else None,
+                "tracks": report["track_count"],
+                "dominant_label": max(distribution, key=lambda c: distribution[c]["faces"]) if distribution else None,
+                "shares": {label: stats["share"] for label, stats in distribution.items()},
+                "accuracy": report["evaluation"]["accuracy"] if report["evaluation"] else None,
+            }
+        )
+    return {"batch": batch, "jobs": rows}
+
+
+def stored_events(engine: Engine, job_id: int) -> list[dict[str, Any]]:
+    """The job's stored warnings and errors, in segment order."""
+    with engine.connect() as conn:
+        job_row(conn, job_id)  # the job exists
+        return _events(conn, job_id)
 
 
 def _events(conn: Connection, job_id: int) -> list[dict[str, Any]]:

@@ -112,6 +112,7 @@ jobs = Table(
     Column("processing_seconds", Float),
     Column("error", Text),
     Column("worker", Text),
+    Column("batch", Text, index=True),  # the name of the batch the job was submitted in (fervid submit --batch)
     _check_in("kind", JOB_KINDS, "kind"),
     _check_in("status", JOB_STATUSES, "status"),
 )
@@ -183,6 +184,24 @@ track_descriptors = Table(
     Column("t", Float),
     Column("quality", Float),
     Column("descriptor", LargeBinary, nullable=False),  # float32 values, little-endian
+    Index(None, "job_id", "segment"),
+)
+
+#: A few small JPEG crops of each track's faces, at its expression peaks (image jobs: one per face), for reports.
+face_thumbnails = Table(
+    "face_thumbnails",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("segment", Integer, nullable=False),
+    Column("track_id", Integer),
+    Column("t", Float),
+    Column("frame_index", Integer),
+    Column("source_path", Text),
+    Column("label", Text),
+    Column("probability", Float),
+    Column("truth", Text),
+    Column("image", LargeBinary, nullable=False),  # JPEG
     Index(None, "job_id", "segment"),
 )
 

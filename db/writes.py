@@ -22,6 +22,7 @@ from fervid.db.schema import (
     detections,
     evaluation_classes,
     evaluations,
+    face_thumbnails,
     job_events,
     job_stats,
     jobs,
@@ -54,10 +55,12 @@ def write_segment(
     events: Sequence[str] = (),
     descriptors: Sequence[Mapping[str, Any]] = (),
     thumbnails: tuple[bytes | None, bytes | None] = (None, None),
+    face_images: Sequence[Mapping[str, Any]] = (),
 ) -> bool:
     """Store segment ``idx``'s detections, ``events`` (warning messages: files or frames skipped) and face
     ``descriptors`` (rows of ``track_id``, ``t``, ``quality``, ``descriptor`` bytes), replacing any earlier
-    attempt's, with the ``thumbnails`` of its first and last sample; mark it done and recount the job.
+    attempt's, with the ``thumbnails`` of its first and last sample and its ``face_images`` (rows of ``face_thumbnails``
+    without job and segment); mark it done and recount the job.
 
     ``rows`` hold :data:`DETECTION_COLUMNS` keys with Python scalars (missing keys are NULL; ``job_id`` and
     ``segment`` are set from the arguments). True when this call finished the job's last unfinished segment:
@@ -76,11 +79,10 @@ def write_segment(
             return False
         conn.execute(delete(detections).where(detections.c.job_id == job_id, detections.c.segment == idx))
         _insert_detections(conn, records)
-        conn.execute(
-            delete(track_descriptors).where(track_descriptors.c.job_id == job_id, track_descriptors.c.segment == idx)
-        )
-        if descriptors:
-            conn.execute(insert(track_descriptors), [{**row, "job_id": job_id, "segment": idx} for row in descriptors])
+        for table, values in ((track_descriptors, descriptors), (face_thumbnails, face_images)):
+            conn.execute(delete(table).where(table.c.job_id == job_id, table.c.segment == idx))
+            if values:
+                conn.execute(insert(table), [{**row, "job_id": job_id, "segment": idx} for row in values])
         conn.execute(delete(job_events).where(job_events.c.job_id == job_id, job_events.c.segment == idx))
         if events:
             rows = [{"job_id": job_id, "segment": idx, "level": "warning", "message": m} for m in events]
@@ -106,7 +108,7 @@ def write_segment(
 
 
 def remap_tracks(engine: Engine, job_id: int, mapping: Mapping[tuple[int, int], int]) -> None:
-    """Renumber tracks, of detections and descriptors: ``(segment, track_id) -> global track id``; unmapped rows
+    """Renumber tracks, of detections, descriptors and face thumbnails: ``(segment, track_id) -> global track id``; unmapped rows
     keep theirs.
 
     Track ids are non-negative: the new ids are first written negated (``-1 - new``) and then flipped in one
@@ -117,7 +119,7 @@ def remap_tracks(engine: Engine, job_id: int, mapping: Mapping[tuple[int, int], 
     if min(mapping.values()) < 0:
         raise ValueError("track ids must be non-negative")
     with write_transaction(engine) as conn:
-        for table in (detections, track_descriptors):
+        for table in (detections, track_descriptors, face_thumbnails):
             c = table.c
             conn.execute(
                 update(table)

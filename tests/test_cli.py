@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from fervid.cli.app import app
-from fervid.cli.errors import printable
 from fervid.db import database
 from fervid.db.engine import database_url
 from fervid.db.schema import jobs
+from fervid.report.terminal import printable
 from fervid.settings import SettingsError, get_settings
 
 
@@ -199,3 +199,27 @@ def test_export_into_a_closed_pipe_is_quiet(embedded_settings, tmp_path: Path, m
     )  # fmt: skip
     assert done.stdout.strip() == "0", done.stderr
     assert "unavailable" not in done.stderr and "Error" not in done.stderr, done.stderr
+
+
+def test_show_and_delete(cli: CliRunner, folder: Path, embedded_settings) -> None:
+    """`fervid show N` has what the 80-column job list leaves out (the full path, the options, the segments);
+    `fervid delete N` removes a finished job with everything stored for it and refuses one that is not finished."""
+    from fervid.db.jobs import create_job
+
+    job_id = int(cli.invoke(app, ["submit", str(folder), "--detector", "none"]).output.strip().splitlines()[-1])
+    shown = cli.invoke(app, ["show", str(job_id)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert str(folder) in shown.stdout and "detector" in shown.stdout and "segments" in shown.stdout
+    queued = create_job(
+        database(embedded_settings), source="/x.mp4", kind="video", params={}, model_name="m", model_sha256="0" * 64,
+        classes=["happy"], segments=[(0.0, None)],
+    )  # fmt: skip
+    refused = cli.invoke(app, ["delete", str(queued)])
+    assert refused.exit_code == 2 and f"cancel it first (`fervid cancel {queued}`)" in one_line_error(refused.output)
+    assert cli.invoke(app, ["delete", str(job_id)]).exit_code == 0
+    assert job_count(embedded_settings) == 1
+    with database(embedded_settings).connect() as conn:
+        for table in ("detections", "segments", "face_thumbnails", "job_stats", "evaluations"):
+            assert conn.execute(text(f"SELECT count(*) FROM {table} WHERE job_id = :j"), {"j": job_id}).scalar() == 0
+    gone = cli.invoke(app, ["show", str(job_id)])
+    assert gone.exit_code == 2 and f"job {job_id} does not exist" in one_line_error(gone.output)

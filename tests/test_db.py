@@ -125,7 +125,7 @@ def finished_job(engine: Engine) -> int:
 def test_migrations_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert current(db_url) is None
     upgrade(db_url)
-    assert current(db_url) == head() == "0003"
+    assert current(db_url) == head() == "0004"
     engine = get_engine(db_url)
     inspector = inspect(engine)
     assert set(metadata.tables) <= set(inspector.get_table_names())
@@ -140,7 +140,7 @@ def test_migrations_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert inspector.get_view_names() == []
 
     ensure_schema(db_url)
-    assert current(db_url) == "0003"
+    assert current(db_url) == "0004"
     ensure_schema(db_url)  # already current: a no-op
     assert set(views.tables) <= set(inspect(engine).get_view_names())
 

@@ -1,9 +1,8 @@
-"""Figures and the HTML report (fervid.db.figures) of synthetic jobs on SQLite: files that decode, at the expected
-size, not blank, in the fixed expression colours; the HTML page self-contained and matching job_report."""
+"""Figures (fervid.report.figures) of synthetic jobs on SQLite: files that decode, at the expected size, not blank,
+in the fixed expression colours."""
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -13,18 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import Engine
-from test_timeline_export import CLASSES, image_job, new_job, video_job
+from test_timeline_export import image_job, new_job, video_job
 
-from fervid.db import finalize_job, get_engine, job_report, upgrade, write_segment
-from fervid.db.figures import (
+from fervid.db import finalize_job, get_engine, upgrade, write_segment
+from fervid.expressions import COLORS
+from fervid.report.figures import (
     DPI,
     MAX_TRACKS,
     confusion_figure,
     timeline_figure,
     write_figures,
-    write_html,
 )
-from fervid.expressions import COLORS
 
 
 @pytest.fixture
@@ -127,36 +125,3 @@ def test_write_figures_rejects_bad_paths(engine: Engine, tmp_path: Path) -> None
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_figures(engine, job_id, tmp_path / "missing" / "timeline.png")
     assert not list(tmp_path.rglob("timeline*"))
-
-
-def test_html_report_is_self_contained(engine: Engine, tmp_path: Path) -> None:
-    job_id = image_job(engine)
-    path = write_html(engine, job_id, tmp_path / "report.html")
-    page = path.read_text(encoding="utf-8")
-    report = job_report(engine, job_id)
-    images = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 2  # timeline (distribution) and confusion
-    assert decoded(base64.b64decode(images[0])).shape == (500, 1200, 3)
-    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page)
-    assert "<script" not in page and "<link" not in page and "@import" not in page
-    assert report["evaluation"]["accuracy"] == 0.75
-    assert '<td class="text">75.0%</td>' in page  # statistics: accuracy
-    assert f"<td class=\"text\">{report['faces']}</td>" in page  # summary: faces
-    for label, stats in report["distribution"].items():
-        assert re.search(rf"{label}</td><td>{stats['faces']}</td><td>{stats['share']:.1%}</td>", page)
-    for label, metrics in report["evaluation"]["per_class"].items():
-        recall, precision = (format(metrics[k], ".3f") if metrics[k] is not None else "–" for k in ("recall", "precision"))
-        assert re.search(rf"{label}</td><td>{recall}</td><td>{precision}</td>", page)
-
-
-def test_html_report_escapes_text(engine: Engine, tmp_path: Path) -> None:
-    job_id = video_job(engine, source='/data/<i>"smile" & $x^$.mp4')  # "$x^$": invalid mathtext, drawn as is
-    page = write_html(engine, job_id, tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "<i>" not in page
-    assert "<title>fervid job 1 · &lt;i&gt;&quot;smile&quot; &amp; $x^$.mp4</title>" in page
-    report = job_report(engine, job_id)
-    for track in report["tracks"]:  # track, person (none: not finalized by a worker), from, to, faces
-        cells = rf"<td class=\"text\">{track['id']}</td><td class=\"text\">–</td>" + r"<td>\d\d:\d\d</td>" * 2
-        assert re.search(rf"{cells}<td>{track['faces']}</td>", page)
-    assert "no evaluation" in page
-    assert all(label in page for label in CLASSES if label in report["distribution"])

@@ -13,9 +13,9 @@ from conftest import needs_shared
 from sqlalchemy import text
 
 from fervid.db import database
-from fervid.db.figures import timeline_figure
 from fervid.db.reports import job_report
 from fervid.model.identity import FaceRegion, face_quality
+from fervid.report.figures import timeline_figure
 from fervid.settings import Settings
 from fervid.worker.continuity import FACE_CHANGE, face_thumbnail
 from fervid.worker.cuts import CutDetector

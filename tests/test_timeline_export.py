@@ -1,4 +1,4 @@
-"""Timeline exports (fervid.db.export) on SQLite and PostgreSQL: CSV, JSON Lines and Parquet, per frame and per
+"""Timeline exports (fervid.report.export) on SQLite and PostgreSQL: CSV, JSON Lines and Parquet, per frame and per
 second, compared with SQL queries on the detections table.
 
 Also holds the synthetic jobs that tests/test_figures.py draws.
@@ -20,12 +20,12 @@ import pytest
 from sqlalchemy import Engine, select
 
 from fervid.db import create_job, finalize_job, get_engine, store_evaluation, upgrade, write_segment
-from fervid.db import export as export_module
-from fervid.db.export import IMAGE_COLUMNS, SECOND_COLUMNS, VIDEO_COLUMNS, export_timeline, per_second
 from fervid.db.jobs import JobNotFoundError
 from fervid.db.schema import PROBABILITY_COLUMNS, detections
 from fervid.expressions import EXPRESSIONS
 from fervid.model.metrics import classification_report
+from fervid.report import export as export_module
+from fervid.report.export import IMAGE_COLUMNS, SECOND_COLUMNS, VIDEO_COLUMNS, export_timeline, per_second
 
 #: The synthetic model lacks "contempt": its probability column stays NULL.
 CLASSES = list(EXPRESSIONS[:7])

@@ -6,7 +6,7 @@ On the embedded default (no broker) a job runs here, segment after segment, thro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ class Submission:
     source: str
     every_frame: bool = False
     labels: str | None = None
+    batch: str | None = None  # the name of the batch the job belongs to
 
 
 def check_limits(
@@ -63,6 +64,7 @@ def _stored_if_refused(engine: Engine, source: str, kind: str, common: dict[str,
     except ValueError as exc:
         job_id = create_job(engine, source=source, kind=kind, segments=[(0.0, None)], **common)
         set_status(engine, job_id, "failed", str(exc))
+        exc.job_id = job_id  # type: ignore[attr-defined]  # the failed job that records the refusal
         raise
 
 
@@ -100,7 +102,11 @@ def create(engine: Engine, submission: Submission, settings: Settings) -> int:
         identity_threshold=settings.identity_threshold,
         labels=[tuple(r) for r in labels] if labels else None,
     )
-    common = dict(params=asdict(options), model_name=model.name, model_sha256=model.sha256, classes=checkpoint.classes)
+    # The crop definition and input size are recorded beside the options: the job's faces are cut with them.
+    params = asdict(options) | {"input_size": checkpoint.input_size, "preprocessing": checkpoint.preprocessing}
+    common = dict(
+        params=params, model_name=model.name, model_sha256=model.sha256, classes=checkpoint.classes, batch=submission.batch
+    )
     if not is_video_source(source):
         if labels:
             raise ValueError(
@@ -160,6 +166,52 @@ def submit(
         on_created(job_id, get_job(engine, job_id))
     start(engine, job_id, settings, on_frame)
     return job_id
+
+
+def submit_many(
+    sources: Sequence[str],
+    settings: Settings,
+    *,
+    every_frame: bool = False,
+    batch: str | None = None,
+    on_created: Callable[[int, dict[str, Any]], None] | None = None,
+    on_start: Callable[[int, dict[str, Any]], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> list[int]:
+    """Create one job per source (:func:`~fervid.worker.sources.expand_inputs` makes them from paths), all in
+    ``batch``, then run them one after another here (embedded default) or enqueue them all (broker configured);
+    their ids. ``on_start`` is told when a job starts running here.
+
+    The model is checked before anything is stored. A source that cannot be processed gets a ``failed`` job with
+    the reason and the others go on, as does every job after one that fails while running; the caller reads the
+    jobs' statuses.
+    """
+    if not sources:
+        raise ValueError("no inputs to submit")
+    load_checkpoint(model_ref(settings.model).path)  # a bad model refuses the whole request
+    engine = database(settings)
+    job_ids = []
+    for source in sources:
+        try:
+            job_id = create(engine, Submission(source, every_frame, batch=batch), settings)
+        except ValueError as exc:
+            job_id = getattr(exc, "job_id", None)  # stored as failed with the reason (see _stored_if_refused)
+            if job_id is None:
+                raise
+        job_ids.append(job_id)
+        if on_created:
+            on_created(job_id, get_job(engine, job_id))
+    for job_id in job_ids:
+        job = get_job(engine, job_id)
+        if job["status"] != "queued":
+            continue
+        if on_start:
+            on_start(job_id, job)
+        try:
+            start(engine, job_id, settings, on_frame)
+        except Exception:  # noqa: BLE001 - start marked the job failed with the reason; the batch goes on
+            continue
+    return job_ids
 
 
 def start(engine: Engine, job_id: int, settings: Settings, on_frame: Callable[[int], None] | None = None) -> None:

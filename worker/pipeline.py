@@ -44,6 +44,7 @@ from fervid.worker.finalize import finalize
 from fervid.worker.labels import LabelRange, Labels
 from fervid.worker.options import JobOptions
 from fervid.worker.sources import Sample, image_samples, video_samples
+from fervid.worker.thumbnails import Peaks, face_crop
 from fervid.worker.track import IoUTracker
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class _Failure:
 class SegmentCounts:
     """What a segment did: frames, faces, damaged frames, warnings, each stage's busy seconds (summed over the
     stage's threads), the face descriptors of its tracks (rows of ``track_descriptors``) and the thumbnails of
-    its first and last sample (:mod:`fervid.worker.cuts`)."""
+    its first and last sample (:mod:`fervid.worker.cuts`) and its face thumbnails (rows of ``face_thumbnails``)."""
 
     frames: int = 0
     faces: int = 0
@@ -83,6 +84,7 @@ class SegmentCounts:
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     descriptors: list[dict[str, Any]] = field(default_factory=list)
     thumbnails: tuple[bytes | None, bytes | None] = (None, None)
+    faces_kept: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def warn(self, exc: Exception) -> None:
@@ -188,27 +190,33 @@ def detect_threads(detector: FaceDetector | None) -> int:
 
 @dataclass(frozen=True)
 class Located:
-    """A frame's faces, found and tracked: their rows (not yet classified) and their preprocessed crops."""
+    """A frame's faces, found and tracked: their rows (not yet classified), their preprocessed crops and their
+    thumbnail crops (:func:`~fervid.worker.thumbnails.face_crop`)."""
 
     rows: list[dict[str, Any]]
     faces: np.ndarray  # (len(rows), 1, S, S) float32, as fervid.model.preprocess.preprocess makes them
+    crops: list[np.ndarray]
 
 
 class Classifying:
-    """Collects preprocessed faces with their rows and classifies them in batches of at least ``batch``."""
+    """Collects preprocessed faces with their rows and classifies them in batches of at least ``batch``; each
+    classified face is offered to ``peaks`` with its thumbnail crop."""
 
     def __init__(
-        self, classify: Callable[[np.ndarray], np.ndarray], classes: list[str], batch: int, counts: SegmentCounts
-    ) -> None:
-        self.classify, self.classes, self.batch, self.counts = classify, classes, batch, counts
+        self, classify: Callable[[np.ndarray], np.ndarray], classes: list[str], batch: int, counts: SegmentCounts,
+        peaks: Peaks,
+    ) -> None:  # fmt: skip
+        self.classify, self.classes, self.batch, self.counts, self.peaks = classify, classes, batch, counts, peaks
         self.faces: list[np.ndarray] = []
         self.pending: list[dict[str, Any]] = []
+        self.crops: list[np.ndarray] = []
         self.rows: list[dict[str, Any]] = []
 
     def add(self, located: Located) -> None:
         if located.rows:
             self.faces.append(located.faces)
             self.pending += located.rows
+            self.crops += located.crops
         if len(self.pending) >= self.batch:
             self.flush()
 
@@ -217,12 +225,13 @@ class Classifying:
             return
         with self.counts.timed("classify"):
             probs = self.classify(np.concatenate(self.faces))
-        for row, p in zip(self.pending, probs):
+        for row, p, crop in zip(self.pending, probs, self.crops):
             best = int(p.argmax())
             row.update({f"p_{c}": float(v) for c, v in zip(self.classes, p)})
             row.update(label=self.classes[best], confidence=float(p[best]))
             self.rows.append(row)
-        self.faces, self.pending = [], []
+            self.peaks.offer(row, crop)
+        self.faces, self.pending, self.crops = [], [], []
 
 
 def _samples(
@@ -291,6 +300,7 @@ def _located(
                         for f, track in zip(faces, track_ids)
                     ],
                     preprocess(crops, cropper.size),
+                    [face_crop(f.image, f.box) for f in faces],
                 )  # fmt: skip
             yield located
 
@@ -314,7 +324,8 @@ def run_segment(
     detector = runtime.detector(options.detector, options.detect_size, options.threshold) if options.detector != "none" else None
     cropper = FaceCropper.for_checkpoint(model.checkpoint.preprocessing, model.input_size, options.detector)
     counts = SegmentCounts()
-    batch = Classifying(functools.partial(model.predict, flip=options.flip), model.classes, options.batch_size, counts)
+    peaks = Peaks(every_face=job["kind"] == "images")
+    batch = Classifying(functools.partial(model.predict, flip=options.flip), model.classes, options.batch_size, counts, peaks)
     samples = prefetch(_timed(_samples(job, options, start, end, counts), counts, "decode"), name="fervid-decode")
     identity = runtime.embedder() if options.identity and job["kind"] == "video" else None
     tracks = TrackFaces(IoUTracker(max_gap=options.max_gap), options.cut_threshold, identity, options.identity_threshold)
@@ -330,6 +341,7 @@ def run_segment(
     with counts.timed("identity"):
         counts.descriptors = tracks.descriptors()
     counts.thumbnails = tuple(None if x is None else x.tobytes() for x in (tracks.cuts.first, tracks.cuts.last))
+    counts.faces_kept = peaks.rows()
     return batch.rows, counts
 
 
@@ -368,6 +380,7 @@ def process_segment(
     last = write_segment(
         engine, job_id, idx, rows, frames=counts.frames, failed_frames=counts.failed_frames, warnings=counts.warnings,
         worker=worker, events=counts.messages, descriptors=counts.descriptors, thumbnails=counts.thumbnails,
+        face_images=counts.faces_kept,
     )  # fmt: skip
     if last:
         finalize(engine, job_id)

@@ -5,8 +5,9 @@ Both yield :class:`Sample` objects, so one pipeline serves both.
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from fervid.worker.decode import VideoInfo, iter_frames
 from fervid.worker.labels import Labels
 
 IMAGES_PER_SEGMENT = 1000
+#: Files a folder's videos are recognised by (``fervid submit FOLDER``; ``--glob`` chooses others).
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".mts", ".m2ts", ".ts", ".wmv", ".flv", ".3gp", ".ogv"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,38 @@ class ImageEntry:
 def is_video_source(source: str) -> bool:
     """URLs and files are videos; directories are image folders."""
     return "://" in source or not Path(source).is_dir()
+
+
+def expand_inputs(paths: Sequence[str], recursive: bool = False, pattern: str | None = None) -> list[str]:
+    """The sources of ``fervid submit PATH...``, in order and without repeats: a URL or a file is one source; a
+    folder that holds videos (files with :data:`VIDEO_SUFFIXES`, or whose names match ``pattern``; in its
+    sub-folders too with ``recursive``) gives each video; any other folder is one image folder. Raises, before
+    anything is stored, for a path that does not exist and a folder with neither videos nor images."""
+    found: list[str] = []
+    for path in paths:
+        if "://" in path:
+            found.append(path)
+            continue
+        location = Path(path)
+        if not location.exists():
+            raise FileNotFoundError(f"{path}: no such file or directory")
+        if not location.is_dir():
+            found.append(str(location.resolve()))
+            continue
+        files = location.rglob("*") if recursive else location.iterdir()
+        videos = sorted(
+            f for f in files
+            if f.is_file() and not f.name.startswith(".")
+            and (fnmatch.fnmatch(f.name, pattern) if pattern else f.suffix.lower() in VIDEO_SUFFIXES)
+        )  # fmt: skip
+        if videos:
+            found += [str(f.resolve()) for f in videos]
+        elif image_entries(location):
+            found.append(str(location.resolve()))
+        else:
+            wanted = f"files matching {pattern!r}" if pattern else "videos"
+            raise ValueError(f"{path}: no {wanted} or images (png, jpg, bmp, tif, webp) in the folder or its sub-folders")
+    return list(dict.fromkeys(found))
 
 
 def image_entries(root: str | Path) -> list[ImageEntry]:

@@ -1,7 +1,9 @@
-"""Terminal rendering of a job report with rich: colour on a terminal, plain text when piped."""
+"""Terminal rendering with rich (colour on a terminal, plain text when piped): a job report, a job's details, the
+job list and a batch comparison."""
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from rich.console import Console, Group
@@ -9,8 +11,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from fervid.cli.errors import printable
 from fervid.expressions import COLORS
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (escape sequences, newlines in file names) shown as ``\\x1b``, ``\\n``."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _seconds(value: float | None) -> str:
@@ -103,3 +109,73 @@ def render_report(console: Console, data: dict[str, Any]) -> None:
         for label, row in zip(evaluation["classes"], evaluation["confusion"]):
             confusion.add_row(label, *(str(v) for v in row))
         console.print(Group(metrics, confusion))
+
+
+STATUS_COLORS = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_COLORS.get(status, ""))
+
+
+def file_name(source: str) -> str:
+    """A source's file or folder name (a URL as it is)."""
+    return source if "://" in source else PurePath(source).name or source
+
+
+def render_jobs(console: Console, rows: list[dict[str, Any]]) -> None:
+    """The job list, readable at 80 columns: file names (``fervid show N`` has the full path and the error)."""
+    batches = any(job.get("batch") for job in rows)
+    table = Table("id", "status", "kind", "file", "frames", "faces", *(["batch"] if batches else []), "created", "error")
+    table.columns[3].overflow = "fold"
+    table.columns[-1].overflow, table.columns[-1].no_wrap = "ellipsis", True
+    for job in rows:
+        frames = str(job["frames_done"]) + (f" ({job['warnings']}⚠)" if job["warnings"] else "")
+        table.add_row(
+            str(job["id"]), _status(job["status"]), job["kind"], Text(printable(file_name(job["source"]))), frames,
+            str(job["faces"]), *([Text(printable(job.get("batch") or ""))] if batches else []),
+            f"{job['created_at']:%m-%d %H:%M}", Text(printable(job["error"] or "")),
+        )  # fmt: skip
+    console.print(table)
+
+
+def render_job(console: Console, job: dict[str, Any], segments: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    """A job's full details: every field and option, its segments, and its warnings."""
+    fields = Table.grid(padding=(0, 2))
+    params = job.get("params") or {}
+    shown = {name: job[name] for name in ("source", "kind", "status", "batch", "created_at", "started_at", "finished_at",
+                                          "duration", "frames_total", "frames_done", "faces", "failed_frames", "warnings",
+                                          "model_name", "model_sha256", "processing_seconds", "error")}  # fmt: skip
+    shown |= {name: value for name, value in params.items() if name not in ("preprocessing", "model_path")}
+    for name, value in shown.items():
+        fields.add_row(Text(name, style="bold"), Text(printable("–" if value is None else str(value))))
+    console.print(Panel(fields, title=f"job {job['id']}", expand=False))
+    table = Table("segment", "start", "end", "status", "worker", "frames", "faces", "error", title="segments")
+    for seg in segments:
+        end = "end" if seg["end"] is None else f"{seg['end']:g}"
+        table.add_row(
+            str(seg["idx"]), f"{seg['start']:g}", end, _status(seg["status"]), printable(seg["worker"] or ""),
+            str(seg["frames"]), str(seg["faces"]), Text(printable(seg["error"] or "")),
+        )  # fmt: skip
+    console.print(table)
+    if events:
+        warnings = Table("segment", "level", "message", title="warnings")
+        for event in events:
+            warnings.add_row(str(event["segment"]), event["level"], Text(printable(event["message"])))
+        console.print(warnings)
+
+
+def render_batch(console: Console, data: dict[str, Any]) -> None:
+    """The jobs of a batch side by side: status, duration, faces, persons, dominant expression and the largest
+    expression shares."""
+    table = Table("job", "file", "status", "length", "faces", "persons", "shares", title=f"batch {data['batch']}")
+    table.columns[1].overflow = "fold"
+    for job in data["jobs"]:
+        shares = Text()
+        for label, share in sorted(job["shares"].items(), key=lambda item: -item[1])[:3]:
+            shares.append(f"{label} {share:.0%} ", style=COLORS.get(label, ""))
+        table.add_row(
+            str(job["job_id"]), Text(printable(file_name(job["source"]))), _status(job["status"]), _seconds(job["duration"]),
+            str(job["faces"]), "–" if job["persons"] is None else str(job["persons"]), shares,
+        )  # fmt: skip
+    console.print(table)

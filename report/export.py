@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from fervid.db.jobs import get_job
 from fervid.db.reports import timeline_rows
 from fervid.db.schema import PROBABILITY_COLUMNS, SMOOTHED_OF
+from fervid.report.formatting import check_output
 
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
 GRANULARITIES: tuple[str, ...] = ("frame", "second")
@@ -81,19 +82,6 @@ def export_timeline(
         return _write_parquet(records, columns, output)
     with _text_output(output) as stream:
         return (_write_csv if fmt == "csv" else _write_jsonl)(records, columns, stream)
-
-
-def check_output(path: Path, suffixes: tuple[str, ...] | None = None) -> Path:
-    """``path`` resolved, checked to be a writable file name: not a directory, in an existing directory, and
-    (when ``suffixes`` are given) with one of those suffixes."""
-    path = Path(path).expanduser().resolve()
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory: give a file name inside it")
-    if suffixes is not None and path.suffix.lower() not in suffixes:
-        raise ValueError(f"{path.name}: unsupported file type {path.suffix or '(none)'!r}; use {' or '.join(suffixes)}")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"directory {path.parent} does not exist: create it first")
-    return path
 
 
 def _smoothed(row: dict[str, Any]) -> dict[str, Any]:
