@@ -47,7 +47,7 @@ DATASETS = {
     "ck48": (SHARED / "ck48", ["happy", "sad", "surprise", "fear", "disgust", "anger"]),
 }
 #: Which shipped model reads which dataset by default (the class sets must overlap).
-DEFAULT_MODELS = {"ferplus": "fer2013-csa", "fer2013": "fer2013-csa", "ck48": "ckplus-csa"}
+DEFAULT_MODELS = {"ferplus": "ferplus-csa", "fer2013": "fer2013-csa", "ck48": "ckplus-csa"}
 FACE_SIDES = (100, 300)
 MIN_FRAME = 320
 

@@ -8,9 +8,11 @@ import typer
 
 from fervid import __version__
 from fervid.cli import database, jobs, models, training
+from fervid.cli.commands import Command, Group
 from fervid.cli.errors import set_debug
 
 app = typer.Typer(
+    cls=Group,
     name="fervid",
     help="Facial expression recognition for videos and image folders, stored in a database you query with SQL.",
     no_args_is_help=True,
@@ -34,18 +36,18 @@ def main_options(
     set_debug(debug)
 
 
-app.command()(jobs.submit)
-app.command(name="jobs")(jobs.list_jobs)
-app.command()(jobs.show)
-app.command()(jobs.report)
-app.command()(jobs.export)
-app.command()(jobs.cancel)
-app.command()(jobs.delete)
-app.command()(jobs.retry)
-app.command()(jobs.recover)
-app.command()(jobs.worker)
-app.command()(training.train)
-app.command()(training.evaluate)
+app.command(cls=Command)(jobs.submit)
+app.command(cls=Command, name="jobs")(jobs.list_jobs)
+app.command(cls=Command)(jobs.show)
+app.command(cls=Command)(jobs.report)
+app.command(cls=Command)(jobs.export)
+app.command(cls=Command)(jobs.cancel)
+app.command(cls=Command)(jobs.delete)
+app.command(cls=Command)(jobs.retry)
+app.command(cls=Command)(jobs.recover)
+app.command(cls=Command)(jobs.worker)
+app.command(cls=Command)(training.train)
+app.command(cls=Command)(training.evaluate)
 app.add_typer(models.app, name="models")
 app.add_typer(database.app, name="db")
 

@@ -7,17 +7,20 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from fervid.cli.commands import Command, Group
 from fervid.cli.errors import handle_errors, redact
 from fervid.settings import get_settings
 
-app = typer.Typer(help="Database schema: upgrade, downgrade, current revision.", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Database schema: upgrade, downgrade, current revision.", no_args_is_help=True)
 console = Console(highlight=False)
 DatabaseUrl = Annotated[Optional[str], typer.Option(envvar="FERVID_DATABASE_URL", help="Database URL (default: embedded SQLite).")]
 
 
-@app.command()
+@app.command(cls=Command)
 @handle_errors
-def upgrade(revision: str = "head", database_url: DatabaseUrl = None) -> None:
+def upgrade(
+    revision: Annotated[str, typer.Option(help="Revision to go up to (head: the newest).")] = "head", database_url: DatabaseUrl = None
+) -> None:
     """Run the Alembic migrations up to REVISION."""
     from fervid.db.migrate import current
     from fervid.db.migrate import upgrade as run_upgrade
@@ -27,7 +30,7 @@ def upgrade(revision: str = "head", database_url: DatabaseUrl = None) -> None:
     console.print(f"{redact(url)} at revision {current(url)}")
 
 
-@app.command()
+@app.command(cls=Command)
 @handle_errors
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Revision to go down to; base drops every table fervid created.")],
@@ -45,7 +48,7 @@ def downgrade(
     console.print(f"{redact(url)} at revision {current(url) or 'base'}")
 
 
-@app.command(name="current")
+@app.command(cls=Command, name="current")
 @handle_errors
 def show_current(database_url: DatabaseUrl = None) -> None:
     """Show the database's schema revision."""

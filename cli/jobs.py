@@ -243,7 +243,7 @@ def export(
     format: Annotated[str, typer.Option("--format", "-f", help="csv|parquet|jsonl")] = "csv",
     per: Annotated[str, typer.Option(help="frame (every row) or second (mean probabilities, dominant label).")] = "frame",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: standard output; parquet needs a file).")] = None,
-    smoothed: Annotated[bool, typer.Option("--smoothed/--raw", help="Readings smoothed over time, or the raw ones.")] = True,
+    smoothed: Annotated[bool, typer.Option("--smoothed/--raw", metavar="", help="Readings smoothed over time, or the raw ones.")] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Export a job's timeline, streaming (memory does not grow with the job)."""

@@ -9,14 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fervid.cli.commands import Command, Group
 from fervid.cli.errors import handle_errors
 
 console = Console(highlight=False)
-app = typer.Typer(help="Shipped models: list them (no command), or package a checkpoint as one.", invoke_without_command=True)
+app = typer.Typer(cls=Group, help="Shipped models: list them (no command), or package a checkpoint as one.", invoke_without_command=True)
 #: The registry's metrics, as `fervid models` names them.
 METRICS = {
     "val_accuracy": "validation",
-    "pipeline_accuracy": "end to end, CenterFace",
+    "pipeline_accuracy": "end to end (faces in frames, found by CenterFace)",
     "cv10_accuracy": "random 10-fold",
     "subject_cv10_accuracy": "subject-independent 10-fold",
 }
@@ -51,7 +52,7 @@ def list_models() -> None:
             console.print(f"  {member.value.card}", soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=Command)
 @handle_errors
 def package(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A trained best.pt or last checkpoint.")],
@@ -69,7 +70,7 @@ def package(
     console.print(json.dumps(run(checkpoint, name, str(val), notes, subset), indent=2))
 
 
-@app.command()
+@app.command(cls=Command)
 @handle_errors
 def recalibrate(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A checkpoint trained on face crops as they are.")],

@@ -39,8 +39,8 @@ Attention = Annotated[str, typer.Option(help="|".join(ATTENTIONS))]
 Position = Annotated[str, typer.Option(help="|".join(POSITIONS))]
 Width = Annotated[float, typer.Option(help="Width multiplier of every layer (the VGG archs).")]
 Arch = Annotated[str, typer.Option(help="|".join(ARCHS))]
-Epochs = Annotated[int, typer.Option()]
-BatchSize = Annotated[int, typer.Option()]
+Epochs = Annotated[int, typer.Option(help="Training epochs (per fold with --protocol).")]
+BatchSize = Annotated[int, typer.Option(help="Images per optimiser step.")]
 Lr = Annotated[float, typer.Option(help="Learning rate (the paper: Adam, 0.0005).")]
 Schedule = Annotated[str, typer.Option(help="|".join(SCHEDULES))]
 Optimizer = Annotated[str, typer.Option(help=f"{'|'.join(OPTIMIZERS)} (sgd: Nesterov momentum 0.9)")]
@@ -60,7 +60,7 @@ SoftLabels = Annotated[
 ]
 Smoothing = Annotated[float, typer.Option(help="Label smoothing.")]
 Weighted = Annotated[bool, typer.Option(metavar="", help="Class-weighted cross-entropy.")]
-Seed = Annotated[int, typer.Option()]
+Seed = Annotated[int, typer.Option(help="Random seed: initial weights, batch order, augmentation, splits.")]
 Device = Annotated[str, typer.Option(help="auto|cpu|cuda")]
 ValFraction = Annotated[
     float,
@@ -189,7 +189,7 @@ def evaluate(
     data_dir: DataDir,
     model: Annotated[Optional[str], typer.Option(help="Checkpoint to test (a shipped name or a path).")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="Train and test per split: holdout|kfold|subject-kfold.")] = None,
-    folds: Annotated[int, typer.Option()] = 10,
+    folds: Annotated[int, typer.Option(help="Folds of the cross-validation protocols.")] = 10,
     fold: Annotated[
         Optional[list[int]],
         typer.Option(help="Train only this fold (repeatable), e.g. one process per core; rerun without it for the report."),
@@ -219,7 +219,7 @@ def evaluate(
     device: Device = TRAIN.device,
     precision: Precision = TRAIN.precision,
     store: Annotated[
-        Optional[bool], typer.Option(help="Store the result as an evaluation run [default: when FERVID_DATABASE_URL is set].")
+        Optional[bool], typer.Option(metavar="", help="Store the result as an evaluation run [default: when FERVID_DATABASE_URL is set].")
     ] = None,
 ) -> None:
     """Evaluate a checkpoint on DATA_DIR (--model), or run one of the paper's protocols on it (--protocol)."""

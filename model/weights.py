@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fervid.model.files import CheckpointError, sha256_file
+from fervid.settings import Settings
 
 WEIGHTS_DIR = Path(str(files("fervid.model") / "weights"))
 CARDS_DIR = Path(str(files("fervid.model") / "cards"))
@@ -63,6 +64,17 @@ class Weights(Enum):
         command="fervid train ../shared/datasets/fer2013/train --val ../shared/datasets/fer2013/val --out runs/fer2013-csa --size 48 --width 0.5 --epochs 25 --lr 0.001 --schedule cosine --smoothing 0.1 --seed 0",
         metrics={'val_accuracy': 0.613, 'val_accuracy_flip': 0.6342},
     )
+    FERPLUS_CSA = ShippedModel(
+        name="ferplus-csa",
+        file="ferplus-csa.pt",
+        sha256="95b721c048536c224b8fb91072759760e6ba189d417c63e0e49af954cb4cf463",
+        classes=("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
+        input_size=48,
+        width=0.5,
+        data="FER+ train (24,712 in-the-wild faces cut with the aligned crop), soft labels from votes.csv; selected on FER+ val (3,149)",
+        command="fervid train ../shared/datasets/ferplus/train --val ../shared/datasets/ferplus/val --out ~/.local/share/fervid/runs/ferplus-csa-w05 --size 48 --width 0.5 --crop aligned --soft-labels ../shared/datasets/ferplus/votes.csv --optimizer sgd --lr 0.01 --weight-decay 1e-4 --schedule cosine --epochs 35 --batch-size 64 --erasing 0.25 --precision auto",
+        metrics={"val_accuracy": 0.8053, "val_accuracy_flip": 0.8126, "pipeline_accuracy": 0.807},
+    )
     CKPLUS_CSA = ShippedModel(
         name="ckplus-csa",
         file="ckplus-csa.pt",
@@ -83,7 +95,8 @@ class Weights(Enum):
         raise LookupError(f"unknown model {name!r}; shipped models: {', '.join(m.value.name for m in cls)}")
 
 
-DEFAULT = Weights.FER2013_CSA
+#: The shipped model jobs use unless told otherwise: the settings' default (``FERVID_MODEL``), their one source.
+DEFAULT = next(member for member in Weights if member.value.name == Settings().model)
 
 
 def shipped_models() -> list[ShippedModel]:

@@ -223,3 +223,27 @@ def test_show_and_delete(cli: CliRunner, folder: Path, embedded_settings) -> Non
             assert conn.execute(text(f"SELECT count(*) FROM {table} WHERE job_id = :j"), {"j": job_id}).scalar() == 0
     gone = cli.invoke(app, ["show", str(job_id)])
     assert gone.exit_code == 2 and f"job {job_id} does not exist" in one_line_error(gone.output)
+
+
+def _commands(group, path=()):  # every (sub)command of the app, as its argument path
+    for name, command in getattr(group, "commands", {}).items():
+        yield (*path, name)
+        yield from _commands(command, (*path, name))
+
+
+def test_every_option_has_help_and_flags_show_no_type(cli: CliRunner) -> None:
+    """Each command's options have help text; flags (``--help`` too) show no ``<bool>`` type."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    for path in [(), *_commands(root)]:
+        page = cli.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert page.exit_code == 0, (path, page.output)
+        assert "<bool>" not in page.stdout, path
+    for path in _commands(root):
+        command = root
+        for name in path:
+            command = command.commands[name]
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help, (path, param.name)
