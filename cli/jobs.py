@@ -95,25 +95,20 @@ def submit(
             state = "" if job["status"] == "queued" else f" [red]{job['status']}[/]"
             progress.console.print(f"job {job_id}: {job['kind']} {escape(printable(job['source']))}{state}")
 
-        def started(job_id: int, job: dict[str, Any]) -> None:
-            nonlocal task, ran
-            progress.advance(total, 1 if ran else 0)
-            task = progress.add_task(f"job {job_id}", total=job["frames_total"], visible=settings.embedded)
-            ran += 1
+        started_jobs: list[int] = []
 
-        ran = 0
-        if len(sources) == 1:
-            job_ids = [
-                submit_job(
-                    Submission(sources[0], every_frame, str(labels) if labels else None, batch=batch), settings,
-                    on_created=lambda job_id, job: (created(job_id, job), started(job_id, job)), on_frame=lambda n: progress.advance(task, n),
-                )
-            ]  # fmt: skip
+        def started(job_id: int, job: dict[str, Any]) -> None:
+            nonlocal task
+            progress.update(total, completed=len(started_jobs))  # the jobs before this one are finished
+            task = progress.add_task(f"job {job_id}", total=job["frames_total"], visible=settings.embedded)
+            started_jobs.append(job_id)
+
+        callbacks = dict(on_created=created, on_start=started, on_frame=lambda n: progress.advance(task, n))
+        if len(sources) == 1:  # one input: its errors are the command's (exit 2 for bad input)
+            submission = Submission(sources[0], every_frame, str(labels) if labels else None, batch=batch)
+            job_ids = [submit_job(submission, settings, **callbacks)]
         else:
-            job_ids = submit_many(
-                sources, settings, every_frame=every_frame, batch=batch, on_created=created,
-                on_start=started, on_frame=lambda n: progress.advance(task, n),
-            )  # fmt: skip
+            job_ids = submit_many(sources, settings, every_frame=every_frame, batch=batch, **callbacks)
         progress.update(total, completed=len(sources))
     for job_id in job_ids:
         console.print(job_id)

@@ -157,13 +157,17 @@ def submit(
     settings: Settings,
     *,
     on_created: Callable[[int, dict[str, Any]], None] | None = None,
+    on_start: Callable[[int, dict[str, Any]], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> int:
-    """Create a job and run it here (embedded default) or enqueue its segments (broker configured)."""
+    """Create a job and run it here (embedded default) or enqueue its segments (broker configured); ``on_created``
+    and ``on_start`` see the job's row when it is stored and before it starts."""
     engine = database(settings)
     job_id = create(engine, submission, settings)
-    if on_created:
-        on_created(job_id, get_job(engine, job_id))
+    job = get_job(engine, job_id)
+    for callback in (on_created, on_start):
+        if callback:
+            callback(job_id, job)
     start(engine, job_id, settings, on_frame)
     return job_id
 
