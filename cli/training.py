@@ -60,6 +60,10 @@ SoftLabels = Annotated[
 ]
 Smoothing = Annotated[float, typer.Option(help="Label smoothing.")]
 Weighted = Annotated[bool, typer.Option(metavar="", help="Class-weighted cross-entropy.")]
+Init = Annotated[
+    Optional[str],
+    typer.Option(help="Start from this checkpoint's weights (a shipped name or a path); shared classes keep their outputs."),
+]
 Seed = Annotated[int, typer.Option(help="Random seed: initial weights, batch order, augmentation, splits.")]
 Device = Annotated[str, typer.Option(help="auto|cpu|cuda")]
 ValFraction = Annotated[
@@ -140,6 +144,7 @@ def train(
     weighted: Weighted = TRAIN.class_weighted,
     erasing: Erasing = TRAIN.erasing,
     mixup: Mixup = TRAIN.mixup,
+    init: Init = TRAIN.init,
     seed: Seed = TRAIN.seed,
     device: Device = TRAIN.device,
     precision: Precision = TRAIN.precision,
@@ -161,7 +166,7 @@ def train(
     model, config = handle_errors(_configs)(
         arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         optimizer=optimizer, schedule=schedule, label_smoothing=smoothing, class_weighted=weighted, erasing=erasing,
-        mixup=mixup, seed=seed, device=device, precision=precision,
+        mixup=mixup, init=init, seed=seed, device=device, precision=precision,
     )  # fmt: skip
     with _progress() as progress:
         bars = _Bars(progress)

@@ -63,6 +63,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # one of PRECISIONS; on CUDA float16 autocast always
+    init: str | None = None  # checkpoint whose weights the network starts from (fine-tuning); None: random
 
     def __post_init__(self) -> None:
         for name, value, allowed in (

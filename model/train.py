@@ -19,16 +19,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from fervid.expressions import canonical
 from fervid.model.augment import Augment
-from fervid.model.checkpoint import save_checkpoint
+from fervid.model.checkpoint import load_checkpoint, save_checkpoint
 from fervid.model.config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from fervid.model.data import ImageSet
+from fervid.model.files import sha256_file
 from fervid.model.infer import resolve_device
 from fervid.model.lock import training_lock
 from fervid.model.network import ModelConfig, build_model
 
 __all__ = ["BEST", "LAST", "LOG", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "EpochStats", "TrainConfig", "TrainResult", "fit"]
 from fervid.model.preprocess import PREPROCESSING
+from fervid.model.weights import resolve_model
 
 STATE_FORMAT = 2
 LAST = "last.pt"
@@ -147,6 +150,30 @@ def pick_precision(config: TrainConfig, model_config: ModelConfig, x: torch.Tens
     return min(timings, key=lambda p: min(timings[p][1:]))
 
 
+def initial_weights(model: nn.Module, model_config: ModelConfig, classes: list[str], init: str) -> dict[str, Any]:
+    """Load the weights of the checkpoint ``init`` (a shipped model's name or a path) into ``model`` for
+    fine-tuning: every layer as it is and, of the output layer, the rows of the classes both share by name (the
+    other rows keep their random initialisation). The networks must be the same but for their classes. Returns
+    the provenance a checkpoint records: the source, its sha256 and the shared classes."""
+    path = resolve_model(init)
+    source = load_checkpoint(path)
+    same = {**source.config.to_dict(), "num_classes": model_config.num_classes}
+    if same != model_config.to_dict():
+        raise ValueError(f"{init}: a {source.config.to_dict()} network cannot start a {model_config.to_dict()} one")
+    head = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1]  # the output layer
+    rows = {canonical(c): i for i, c in enumerate(source.classes)}
+    pairs = [(i, rows[canonical(c)]) for i, c in enumerate(classes) if canonical(c) in rows]
+    state = model.state_dict()
+    for name, tensor in source.state_dict.items():
+        if name.rpartition(".")[0] != head:
+            state[name] = tensor.clone()
+            continue
+        for new, old in pairs:
+            state[name][new] = tensor[old]
+    model.load_state_dict(state)
+    return {"model": init, "sha256": sha256_file(path), "shared_classes": [classes[new] for new, _ in pairs]}
+
+
 def _targets(train_set: ImageSet, num_classes: int) -> torch.Tensor:
     """Per-image target distributions: the soft labels where the set has them, else one-hot."""
     if train_set.soft is not None:
@@ -203,6 +230,9 @@ def fit(
         generator = torch.Generator().manual_seed(config.seed)
 
         start_epoch, best_acc, best_loss, history = 0, None, math.inf, []
+        init = None  # where the weights started: kept in last.pt, so that a resumed run records it too
+        if config.init:
+            init = state.get("init") if state is not None else initial_weights(model, model_config, train_set.classes, config.init)
         if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -270,6 +300,7 @@ def fit(
                     preprocessing=preprocessing or PREPROCESSING,
                     training={
                         **(training_info or {}),
+                        **({"init": init} if init else {}),
                         "train_config": asdict(config),
                         "precision": precision,
                         "epoch": epoch + 1,
@@ -293,6 +324,7 @@ def fit(
                     "best_accuracy": best_acc,
                     "best_loss": best_loss,
                     "history": history,
+                    "init": init,
                 },
                 last_path.with_suffix(".tmp"),
             )

@@ -176,3 +176,30 @@ def test_frame_indices_are_unique_where_the_average_rate_is_not_the_frame_rate(s
     assert indices == list(range(len(whole)))
     parts = [(f.index, f.time) for a, b in ((0.0, 1.7), (1.7, None)) for f in iter_frames(clip, sample_fps, a, b)]
     assert parts == whole
+
+
+def test_sampling_decodes_only_the_frames_samples_need(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sampled decoding skips non-reference frames that no sample needs and yields exactly the frames the
+    sampling rule picks from every frame (same indices, times and pixels), whole and per segment."""
+    from fervid.worker import decode
+
+    video = make_video(tmp_path / "bframes.mp4", seconds=4.0, gop=25)  # libx264's default: B-frames
+    every = {f.time: f for f in iter_frames(video)}
+    times = frame_times(4.0, 25, False)
+    decoded: list[Fraction] = []
+    real = decode._decoded
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for item in real(*args, **kwargs):
+            decoded.append(item[0])
+            yield item
+
+    monkeypatch.setattr(decode, "_decoded", counting)
+    for sample_fps, start, end in ((5, 0.0, None), (2.5, 1.3, 3.7)):
+        decoded.clear()
+        frames = list(iter_frames(video, sample_fps=sample_fps, start=start, end=end))
+        expected = [every[float(t)] for t in sampled(times, Fraction(str(sample_fps))) if start <= t < (end or math.inf)]
+        assert summary(frames) == summary(expected)
+        assert all(np.array_equal(f.image, e.image) for f, e in zip(frames, expected))
+        span = [t for t in decoded if start <= t < (end or math.inf)]
+        assert len(span) < 0.8 * sum(start <= t < (end or math.inf) for t in times), "no frame was skipped"

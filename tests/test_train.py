@@ -22,9 +22,9 @@ from fervid.model.checkpoint import load_checkpoint
 from fervid.model.data import ImageSet
 from fervid.model.experiment import Callbacks, DataOptions, cross_validate, evaluate_checkpoint, train_folder
 from fervid.model.lock import LOCK
-from fervid.model.network import ModelConfig
+from fervid.model.network import ModelConfig, build_model
 from fervid.model.package import model_card
-from fervid.model.train import BEST, LAST, TrainConfig, fit
+from fervid.model.train import BEST, LAST, TrainConfig, fit, initial_weights
 
 SIZE = 48
 TINY = ModelConfig(width=0.125)
@@ -122,6 +122,35 @@ def test_resume_with_another_model_config_is_an_error(tmp_path: Path) -> None:
         fit(other, train, None, TrainConfig(epochs=2, batch_size=8, device="cpu"), tmp_path)
     fresh = fit(other, train, None, TrainConfig(epochs=1, batch_size=8, device="cpu"), tmp_path, resume=False)
     assert len(fresh.history) == 1
+
+
+def test_init_starts_from_a_checkpoint_with_its_outputs_mapped_by_class(tmp_path: Path) -> None:
+    source = fit(ModelConfig(num_classes=2, width=0.125), _image_set(16), None,
+                 TrainConfig(epochs=1, batch_size=8, device="cpu", precision="fp32"), tmp_path / "source")  # fmt: skip
+    trained = load_checkpoint(source.best_path).state_dict
+    target = ModelConfig(num_classes=3, width=0.125)
+    model = build_model(target)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    info = initial_weights(model, target, ["sadness", "neutral", "happy"], str(source.best_path))
+
+    state = model.state_dict()
+    assert info["shared_classes"] == ["sadness", "happy"] and len(info["sha256"]) == 64
+    for name, tensor in trained.items():
+        if not name.startswith("classifier."):
+            torch.testing.assert_close(state[name], tensor, rtol=0, atol=0)
+    for part in ("weight", "bias"):  # rows by class name: sadness <- sad (1), happy <- happy (0), neutral stays
+        head, old = state[f"classifier.{part}"], trained[f"classifier.{part}"]
+        torch.testing.assert_close(head[0], old[1], rtol=0, atol=0)
+        torch.testing.assert_close(head[2], old[0], rtol=0, atol=0)
+        torch.testing.assert_close(head[1], fresh[f"classifier.{part}"][1], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="cannot start"):
+        initial_weights(build_model(ModelConfig(num_classes=3, width=0.25)), ModelConfig(num_classes=3, width=0.25),
+                        ["sad", "neutral", "happy"], str(source.best_path))  # fmt: skip
+
+    three = _image_set(12)
+    three = ImageSet(three.x, np.arange(12, dtype=np.int64) % 3, ["sadness", "neutral", "happy"], three.paths)
+    run = fit(target, three, None, TrainConfig(epochs=1, batch_size=8, device="cpu", init=str(source.best_path)), tmp_path / "tuned")
+    assert load_checkpoint(run.best_path).training["init"]["shared_classes"] == ["sadness", "happy"]
 
 
 # --- end to end ------------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Where a track must not continue, and the few good faces per track kept for identity.
 
 A track ends at a hard cut (:class:`~fervid.worker.cuts.CutDetector`) and where its face changes abruptly (the
-box's normalised thumbnail differs from the last sample's by more than :data:`FACE_CHANGE`). With identity on, such
-a suspected change is verified: the track goes on only when the face descriptors before and after lie within the
+box's normalised thumbnail differs by more than :data:`FACE_CHANGE` from each of the track's last :data:`RECENT`
+samples': a face that turns away and back, or moves its head, resembles one of them). With identity on, such a
+suspected change is verified: the track goes on only when the face descriptors before and after lie within the
 identity threshold, so a cut that keeps the person (a new camera angle) keeps the track and a cut to another
-person framed at the same place ends it. Without identity, every suspected change ends the track. A cut threshold
+person framed at the same place ends it; the descriptor of a verified face is kept for the next check. Without identity, every suspected change ends the track. A cut threshold
 of 1 turns both checks off (jobs with ``--detector none``, whose "face" is the whole image).
 
 Per track the :data:`KEEP` best faces by :func:`~fervid.model.identity.face_quality` are kept as small regions and
@@ -14,6 +15,7 @@ described when the segment ends (:meth:`TrackFaces.descriptors`).
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,10 @@ KEEP = 2
 #: Mean absolute difference of two normalised 16×16 face thumbnails above which a face changed (same person at
 #: 5 samples/s on the shared clip: at most 0.44; different persons: 0.4-1.3).
 FACE_CHANGE = 0.6
+#: A track's recent thumbnails a new face is compared with: on the crowded scene of benchmarks/throughput.py (20
+#: copies of the shared clip's face, 62-109 px) one of 15 samples differed from the last by more than FACE_CHANGE
+#: and 1 in 200 from all of the last 4.
+RECENT = 4
 
 
 def face_thumbnail(image: np.ndarray, box: Sequence[float]) -> np.ndarray | None:
@@ -58,7 +64,8 @@ class TrackFaces:
     def __init__(self, tracker: IoUTracker, cut_threshold: float, embedder: FaceEmbedder | None, identity_threshold: float) -> None:
         self.tracker, self.embedder, self.identity_threshold = tracker, embedder, identity_threshold
         self.cuts = CutDetector(cut_threshold)
-        self._last: dict[int, tuple[np.ndarray | None, FaceRegion]] = {}  # track -> its last face
+        self._recent: dict[int, deque[np.ndarray]] = {}  # track -> its last RECENT thumbnails
+        self._last: dict[int, tuple[FaceRegion, np.ndarray | None]] = {}  # track -> its last face, its descriptor if made
         self._best: dict[int, list[_Candidate]] = {}  # track -> min-heap of its best faces
         self.verified = 0  # descriptor comparisons made at suspected changes
 
@@ -68,26 +75,36 @@ class TrackFaces:
         ids = self.tracker.update(time, [f.box for f in faces])
         for j, (face, track) in enumerate(zip(faces, ids)):
             thumb = face_thumbnail(image, face.box)
-            region = face_region(image, face.box)
-            if track in self._last and self._changed(cut, thumb, region, *self._last[track]):
-                track = ids[j] = self.tracker.split(track)
-            self._last[track] = (thumb, region)
+            region, descriptor = face_region(image, face.box), None
+            if track in self._last:
+                changed, descriptor = self._changed(cut, thumb, region, self._recent[track], *self._last[track])
+                if changed:
+                    track = ids[j] = self.tracker.split(track)
+            recent = self._recent.setdefault(track, deque(maxlen=RECENT))
+            if thumb is not None:
+                recent.append(thumb)
+            self._last[track] = (region, descriptor)
             if self.embedder is not None:
                 self._offer(track, _Candidate(face_quality(face.face, face.box), time, region))
         return ids
 
     def _changed(
-        self, cut: bool, thumb: np.ndarray | None, region: FaceRegion, last_thumb: np.ndarray | None, last: FaceRegion
-    ) -> bool:
+        self, cut: bool, thumb: np.ndarray | None, region: FaceRegion, recent: Sequence[np.ndarray], last: FaceRegion,
+        last_descriptor: np.ndarray | None,
+    ) -> tuple[bool, np.ndarray | None]:  # fmt: skip
+        """Whether the track's face changed to another (a new track starts), and the new face's descriptor if
+        one was made."""
         if self.cuts.threshold >= 1:  # checks off (--detector none: the image is the face)
-            return False
-        moved = thumb is None or last_thumb is None or float(np.abs(thumb - last_thumb).mean()) > FACE_CHANGE
+            return False, None
+        moved = thumb is None or all(float(np.abs(thumb - old).mean()) > FACE_CHANGE for old in recent)
         if not (cut or moved):
-            return False
+            return False, None
         if self.embedder is None:
-            return True
+            return True, None
         self.verified += 1
-        return float(np.linalg.norm(self.embedder(region) - self.embedder(last))) >= self.identity_threshold
+        descriptor = self.embedder(region)
+        before = last_descriptor if last_descriptor is not None else self.embedder(last)
+        return float(np.linalg.norm(descriptor - before)) >= self.identity_threshold, descriptor
 
     def _offer(self, track: int, candidate: _Candidate) -> None:
         best = self._best.setdefault(track, [])
