@@ -14,10 +14,11 @@ from sqlalchemy import text
 
 from fervid.db import database
 from fervid.db.reports import job_report
+from fervid.model.align import Located
 from fervid.model.identity import FaceRegion, face_quality
 from fervid.report.figures import timeline_figure
 from fervid.settings import Settings
-from fervid.worker.continuity import FACE_CHANGE, face_thumbnail
+from fervid.worker.continuity import FACE_CHANGE, TrackFaces, face_thumbnail
 from fervid.worker.cuts import CutDetector
 from fervid.worker.jobs import Submission, submit
 from fervid.worker.persons import link_persons
@@ -101,6 +102,32 @@ def test_tracker_split_starts_a_new_track() -> None:
     assert tracker.update(0.2, [(2, 0, 42, 40)]) == [0]
     assert tracker.split(0) == 1
     assert tracker.update(0.4, [(4, 0, 44, 40)]) == [1]  # the new track goes on; the old one has ended
+
+
+def test_a_face_that_changes_and_changes_back_is_checked_once_per_change() -> None:
+    """A face whose look jumps between two of the track's recent looks is not suspected again; each suspected
+    change describes only the new face (the track's last descriptor is the reference); another person ends it."""
+    rng = np.random.default_rng(0)
+    looks = [rng.integers(0, 256, (60, 60, 3), dtype=np.uint8) for _ in range(4)]
+    for look in looks[:3]:
+        look[..., 2] = 40  # the fake descriptor below reads the person from the red channel
+    looks[3][..., 2] = 220
+    described: list[float] = []
+
+    def embedder(region: FaceRegion) -> np.ndarray:
+        described.append(float(region.image[..., 2].mean()))
+        return np.full(128, region.image[..., 2].mean() / 255, np.float32)
+
+    tracks = TrackFaces(IoUTracker(max_gap=1.0), 0.99, embedder, identity_threshold=0.6)  # type: ignore[arg-type]
+    box = (170.0, 170.0, 230.0, 230.0)
+    ids = []
+    for k, look in enumerate([0, 1, 0, 1, 2, 0, 3]):
+        image = np.full((400, 400, 3), 128, np.uint8)
+        image[170:230, 170:230] = looks[look]
+        ids.append(tracks.update(image, 0.2 * k, [Located(image, None, box)])[0])
+    # looks 1, 2 and 3 are new to the track: three checks; the first also describes the track's last face
+    assert tracks.verified == 3 and len(described) == 4
+    assert ids[:6] == [ids[0]] * 6 and ids[6] != ids[0]
 
 
 def test_stitch_refuses_another_face() -> None:

@@ -5,8 +5,9 @@ box's normalised thumbnail differs by more than :data:`FACE_CHANGE` from each of
 samples': a face that turns away and back, or moves its head, resembles one of them). With identity on, such a
 suspected change is verified: the track goes on only when the face descriptors before and after lie within the
 identity threshold, so a cut that keeps the person (a new camera angle) keeps the track and a cut to another
-person framed at the same place ends it; the descriptor of a verified face is kept for the next check. Without identity, every suspected change ends the track. A cut threshold
-of 1 turns both checks off (jobs with ``--detector none``, whose "face" is the whole image).
+person framed at the same place ends it. The last descriptor made of a track's face is its reference for the next
+check, so a check usually describes one face, the new one. Without identity, every suspected change ends the track.
+A cut threshold of 1 turns both checks off (jobs with ``--detector none``, whose "face" is the whole image).
 
 Per track the :data:`KEEP` best faces by :func:`~fervid.model.identity.face_quality` are kept as small regions and
 described when the segment ends (:meth:`TrackFaces.descriptors`).
@@ -33,9 +34,9 @@ KEEP = 2
 #: Mean absolute difference of two normalised 16×16 face thumbnails above which a face changed (same person at
 #: 5 samples/s on the shared clip: at most 0.44; different persons: 0.4-1.3).
 FACE_CHANGE = 0.6
-#: A track's recent thumbnails a new face is compared with: on the crowded scene of benchmarks/throughput.py (20
-#: copies of the shared clip's face, 62-109 px) one of 15 samples differed from the last by more than FACE_CHANGE
-#: and 1 in 200 from all of the last 4.
+#: A track's recent thumbnails a new face is compared with: on the first 10 s of the crowded scene of
+#: benchmarks/throughput.py (20 copies of the shared clip's face, 62-109 px, 5 samples/s) 1 face in 15 differed from
+#: the track's last one by more than FACE_CHANGE, 1 in 35 from each of its last 4.
 RECENT = 4
 
 
@@ -65,7 +66,8 @@ class TrackFaces:
         self.tracker, self.embedder, self.identity_threshold = tracker, embedder, identity_threshold
         self.cuts = CutDetector(cut_threshold)
         self._recent: dict[int, deque[np.ndarray]] = {}  # track -> its last RECENT thumbnails
-        self._last: dict[int, tuple[FaceRegion, np.ndarray | None]] = {}  # track -> its last face, its descriptor if made
+        self._last: dict[int, FaceRegion] = {}  # track -> its last face
+        self._reference: dict[int, np.ndarray] = {}  # track -> the last descriptor made of its face
         self._best: dict[int, list[_Candidate]] = {}  # track -> min-heap of its best faces
         self.verified = 0  # descriptor comparisons made at suspected changes
 
@@ -75,25 +77,27 @@ class TrackFaces:
         ids = self.tracker.update(time, [f.box for f in faces])
         for j, (face, track) in enumerate(zip(faces, ids)):
             thumb = face_thumbnail(image, face.box)
-            region, descriptor = face_region(image, face.box), None
+            region = face_region(image, face.box)
             if track in self._last:
-                changed, descriptor = self._changed(cut, thumb, region, self._recent[track], *self._last[track])
+                changed, descriptor = self._changed(cut, thumb, region, self._recent[track], self._last[track], self._reference.get(track))
                 if changed:
                     track = ids[j] = self.tracker.split(track)
+                if descriptor is not None:
+                    self._reference[track] = descriptor
             recent = self._recent.setdefault(track, deque(maxlen=RECENT))
             if thumb is not None:
                 recent.append(thumb)
-            self._last[track] = (region, descriptor)
+            self._last[track] = region
             if self.embedder is not None:
                 self._offer(track, _Candidate(face_quality(face.face, face.box), time, region))
         return ids
 
     def _changed(
         self, cut: bool, thumb: np.ndarray | None, region: FaceRegion, recent: Sequence[np.ndarray], last: FaceRegion,
-        last_descriptor: np.ndarray | None,
+        reference: np.ndarray | None,
     ) -> tuple[bool, np.ndarray | None]:  # fmt: skip
         """Whether the track's face changed to another (a new track starts), and the new face's descriptor if
-        one was made."""
+        one was made; ``reference``: the last descriptor of the track's face (else its last face is described)."""
         if self.cuts.threshold >= 1:  # checks off (--detector none: the image is the face)
             return False, None
         moved = thumb is None or all(float(np.abs(thumb - old).mean()) > FACE_CHANGE for old in recent)
@@ -103,7 +107,7 @@ class TrackFaces:
             return True, None
         self.verified += 1
         descriptor = self.embedder(region)
-        before = last_descriptor if last_descriptor is not None else self.embedder(last)
+        before = reference if reference is not None else self.embedder(last)
         return float(np.linalg.norm(descriptor - before)) >= self.identity_threshold, descriptor
 
     def _offer(self, track: int, candidate: _Candidate) -> None:
