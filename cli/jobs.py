@@ -53,7 +53,7 @@ def submit(
         Optional[str], typer.Option(help=described("detector", f"{', '.join(DETECTOR_CHOICES)}: haar is the paper's; none: each image is the face."))
     ] = None,
     detect_every: Annotated[
-        Optional[int], typer.Option(help=described("detect_every", "Detect on every k-th sampled frame; the tracker fills the gaps."))
+        Optional[int], typer.Option(help=described("detect_every", "Search the whole frame on every k-th sample; between, only around the faces found."))
     ] = None,
     flip: Annotated[
         Optional[bool], typer.Option(metavar="", help=described("flip", "Average each face with its mirror image."))

@@ -45,7 +45,7 @@ class Settings:
     detector: str = "centerface"
     sample_fps: float = 5.0
     detect_size: int = 480
-    detect_every: int = 1
+    detect_every: int = 5  # whole-frame search on every 5th sample, around the faces between (benchmarks/results/throughput.md)
     detector_threshold: float = 0.3  # CenterFace: see benchmarks/results/pipeline_accuracy.md (0.5 missed 8-18 % of faces)
     flip: bool = True
     track_gap: float = 1.0  # seconds a track may go unseen before it ends

@@ -18,8 +18,10 @@ from fervid.model.detect import (
     CenterFaceDetector,
     Detection,
     HaarDetector,
+    cheaper_around,
     create_detector,
     decode_centerface,
+    detect_around,
     downscale,
     mirror_boxes,
     nms,
@@ -250,3 +252,33 @@ def test_clip_one_face_per_frame(
         any(iou(h.box, c[0].box) > 0.3 for h in haar.detect(f)) for f, c in zip(clip_frames[::2], center[::2]) if c
     )
     assert agree >= 5
+
+
+@pytest.mark.parametrize("detector", ["centerface", "haar"])
+def test_detect_around_finds_the_moved_face_near_its_last_box(detector: str, request: pytest.FixtureRequest) -> None:
+    """Searching around where two faces were finds them where they are now (moved by a fifth of their size), in
+    frame coordinates, with the landmarks, and nothing around an empty place."""
+    det = request.getfixturevalue(detector)
+    frame, drawn = draw_face(720, 1280, cx=900, cy=360, s=60)
+    second, other = draw_face(720, 1280, cx=300, cy=400, s=40)
+    frame[250:550, 180:420] = second[250:550, 180:420]
+    moved = [(x - 12.0, y + 10.0, x2 - 12.0, y2 + 10.0) for x, y, x2, y2 in (drawn, other)]
+    found = sorted(detect_around(det, frame, [*moved, (20.0, 20.0, 60.0, 60.0)]), key=lambda d: d.box[0])
+    assert len(found) == 2
+    assert iou(found[0].box, other) > 0.5 and iou(found[1].box, drawn) > 0.5
+    assert_inside(found, frame.shape)
+    if detector == "centerface":
+        full = det.detect(frame)
+        for d in found:
+            assert d.landmarks is not None
+            x1, y1, x2, y2 = d.box
+            assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in d.landmarks)
+            assert max(iou(d.box, f.box) for f in full) > 0.7  # the whole-frame search's box
+
+
+def test_a_crowd_is_searched_whole(centerface: CenterFaceDetector) -> None:
+    """Around a few faces of a 720p frame (searched whole at 640 px) the search is smaller; around twenty, not."""
+    assert centerface.max_side == 640
+    assert cheaper_around(centerface, (720, 1280, 3), 0) and cheaper_around(centerface, (720, 1280, 3), 5)
+    assert not cheaper_around(centerface, (720, 1280, 3), 20)
+    assert not cheaper_around(centerface, (120, 160, 3), 1)  # a small frame: the whole of it is less

@@ -234,11 +234,37 @@ def test_run_segment_rows_in_frame_order_with_stage_times(monkeypatch, video_job
     assert set(counts.seconds) == set(STAGES) and all(s > 0 for s in counts.seconds.values())
 
 
-def test_detect_every_k_detects_every_kth_sample_and_keeps_its_boxes(monkeypatch, video_job) -> None:
-    settings, job = video_job
-    job["params"] = {**job["params"], "detect_every": 3}
-    detector = _IndexDetector(concurrent=True)
+class _AroundDetector(_IndexDetector):
+    """:class:`_IndexDetector` on whole frames; in a cut-out (another size) one face in its middle, half its side."""
+
+    def __init__(self, frame_shape: tuple[int, int]) -> None:
+        super().__init__(concurrent=True)
+        self.frame_shape, self.crops = frame_shape, 0
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        if frame.shape[:2] == self.frame_shape:
+            return super().detect(frame)
+        with self.lock:
+            self.crops += 1
+        height, width = frame.shape[:2]
+        return [Detection((width / 4, height / 4, 3 * width / 4, 3 * height / 4), 0.8)]
+
+
+def test_detect_every_k_searches_the_frame_every_kth_sample_and_around_the_faces_between(
+    monkeypatch, tmp_path: Path, embedded_settings
+) -> None:
+    video = make_video(tmp_path / "v.mp4", seconds=2.0, fps=10, size=(640, 360))  # large enough to search around a face
+    settings = embedded_settings.replace(segment_seconds=100.0, detect_every=3)
+    engine = database(settings)
+    job = get_job(engine, create(engine, Submission(str(video)), settings))
+    detector = _AroundDetector((360, 640))
     _with_detector(monkeypatch, detector)
     rows, _ = run_segment(job, 0, 0.0, None, settings, "w")
     assert sorted(detector.frames) == [0, 6, 12, 18]  # samples 0, 3, 6, 9 of 10 (frames 0, 2, ..., 18)
-    assert [r["x1"] for r in rows] == [0.0] * 3 + [6.0] * 3 + [12.0] * 3 + [18.0]
+    assert detector.crops == 6 and len(rows) == 10
+    for previous, row in zip(rows, rows[1:]):
+        if row["frame_index"] % 6:  # found around the previous sample's face: its centre lies inside that box
+            cx, cy = (row["x1"] + row["x2"]) / 2, (row["y1"] + row["y2"]) / 2
+            assert previous["x1"] <= cx <= previous["x2"] and previous["y1"] <= cy <= previous["y2"]
+        else:
+            assert row["x1"] == float(row["frame_index"])

@@ -35,7 +35,7 @@ from fervid.db.jobs import beat, begin_segment, fail_segment, get_job, get_segme
 from fervid.db.writes import write_segment
 from fervid.model.align import FaceCropper, locate_faces
 from fervid.model.align import Located as Face
-from fervid.model.detect import FaceDetector
+from fervid.model.detect import FaceDetector, cheaper_around, detect_around
 from fervid.model.preprocess import preprocess
 from fervid.settings import Settings
 from fervid.worker import runtime
@@ -247,6 +247,18 @@ def _samples(
     return video_samples(job["source"], start, end, options.sample_fps, labels, on_error)
 
 
+def _runs(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in consecutive lists of ``size`` (the last may be shorter)."""
+    run: list[T] = []
+    for item in items:
+        run.append(item)
+        if len(run) == size:
+            yield run
+            run = []
+    if run:
+        yield run
+
+
 def find_faces(image: np.ndarray, detector: FaceDetector | None, images: bool) -> list[Face]:
     """The faces of a sample: in an image job as training finds them (:func:`~fervid.model.align.locate_faces`:
     a small image is a face crop), in a video every face the detector finds."""
@@ -266,24 +278,32 @@ def _located(
     counts: SegmentCounts,
     tracks: TrackFaces,
 ) -> Iterator[Located]:
-    """The detector stage and, in frame order, the tracker stage: find the faces of each sample (in a video, of
-    every ``detect_every``-th one; the others keep its detections), track them (``tracks``) and cut out their
-    crops with ``cropper``, preprocessed for the classifier."""
+    """The detector stage and, in frame order, the tracker stage: find the faces of each sample, track them
+    (``tracks``) and cut out their crops with ``cropper``, preprocessed for the classifier.
+
+    In a video the whole frame is searched on every ``detect_every``-th sample; on the samples between, only the
+    surroundings of the previous sample's faces (:func:`~fervid.model.detect.detect_around`) where that is the
+    cheaper search (a few faces, :func:`~fervid.model.detect.cheaper_around`), so a face that appears is found at
+    the next whole-frame search. Each run of ``detect_every`` samples is one task of the
+    detector threads."""
     images = job["kind"] == "images"
+    every = 1 if images or detector is None else options.detect_every
 
-    def detect(item: tuple[int, Sample]) -> tuple[Sample, list[Face] | None]:
-        n, sample = item
-        if not images and n % options.detect_every:
-            return sample, None
-        with counts.timed("detect"):
-            return sample, find_faces(sample.image, detector, images)
+    def detect(group: list[Sample]) -> list[tuple[Sample, list[Face]]]:
+        found: list[tuple[Sample, list[Face]]] = []
+        for sample in group:
+            with counts.timed("detect"):
+                if found and detector is not None and cheaper_around(detector, sample.image.shape, len(found[-1][1])):
+                    near = detect_around(detector, sample.image, [f.box for f in found[-1][1]])
+                    found.append((sample, [Face(sample.image, d, d.box) for d in near]))
+                else:
+                    found.append((sample, find_faces(sample.image, detector, images)))
+        return found
 
-    faces: list[Face] = []
-    detected = ordered_map(detect, enumerate(samples), detect_threads(detector), "fervid-detect")
+    detected = ordered_map(detect, _runs(samples, every), detect_threads(detector), "fervid-detect")
     with closing(samples), closing(detected):
-        for sample, found in detected:
+        for sample, faces in (item for group in detected for item in group):
             with counts.timed("track"):
-                faces = [Face(sample.image, f.face, f.box) for f in faces] if found is None else found
                 boxes = [f.box for f in faces]
                 # Videos are tracked; the faces of an image are numbered within it.
                 timed = sample.time is not None
