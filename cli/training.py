@@ -220,6 +220,9 @@ def evaluate(
     schedule: Schedule = TRAIN.schedule,
     smoothing: Smoothing = TRAIN.label_smoothing,
     weighted: Weighted = TRAIN.class_weighted,
+    erasing: Erasing = TRAIN.erasing,
+    mixup: Mixup = TRAIN.mixup,
+    init: Init = TRAIN.init,
     seed: Seed = TRAIN.seed,
     device: Device = TRAIN.device,
     precision: Precision = TRAIN.precision,
@@ -244,8 +247,8 @@ def evaluate(
     else:
         net, config = handle_errors(_configs)(
             arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            optimizer=optimizer, schedule=schedule, label_smoothing=smoothing, class_weighted=weighted, seed=seed,
-            device=device, precision=precision,
+            optimizer=optimizer, schedule=schedule, label_smoothing=smoothing, class_weighted=weighted, erasing=erasing,
+            mixup=mixup, init=init, seed=seed, device=device, precision=precision,
         )  # fmt: skip
         with _progress() as progress:
             bars = _Bars(progress)

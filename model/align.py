@@ -149,25 +149,25 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     When the face shrinks, the region it comes from is first reduced with pixel-area averaging to about the output's
     scale, so the result is not aliased; the remaining warp is bilinear.
     """
-    gray = to_gray(image)
     matrix = np.asarray(matrix, dtype=np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    # Only the region the output comes from (and two pixels around it, for the interpolation) is converted and
+    # warped: the same pixels as warping the whole frame, at a fraction of the cost in a large frame.
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64) @ inverse.T
+    height, width = image.shape[:2]
+    x0, y0 = (min(max(int(np.floor(v)) - 2, 0), limit - 1) for v, limit in zip(corners.min(0), (width, height)))
+    x1 = max(min(int(np.ceil(corners[:, 0].max())) + 2, width), x0 + 1)
+    y1 = max(min(int(np.ceil(corners[:, 1].max())) + 2, height), y0 + 1)
+    gray = to_gray(image[y0:y1, x0:x1])
+    fx = fy = 1.0
     if scale < 0.75:
-        inverse = cv2.invertAffineTransform(matrix)
-        corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64) @ inverse.T
-        height, width = gray.shape
-        x0, y0 = (max(int(np.floor(v)) - 2, 0) for v in corners.min(0))
-        x1 = min(int(np.ceil(corners[:, 0].max())) + 2, width)
-        y1 = min(int(np.ceil(corners[:, 1].max())) + 2, height)
-        if x1 > x0 and y1 > y0:
-            region = gray[y0:y1, x0:x1]
-            out_w, out_h = max(round(region.shape[1] * scale), 1), max(round(region.shape[0] * scale), 1)
-            gray = cv2.resize(region, (out_w, out_h), interpolation=cv2.INTER_AREA)
-            fx, fy = region.shape[1] / out_w, region.shape[0] / out_h
-            # reduced pixel (u, v) has its centre at frame ((u + 0.5) fx - 0.5 + x0, (v + 0.5) fy - 0.5 + y0)
-            to_frame = np.array([[fx, 0.0, 0.5 * fx - 0.5 + x0], [0.0, fy, 0.5 * fy - 0.5 + y0], [0.0, 0.0, 1.0]])
-            matrix = matrix @ to_frame
-    return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out_w, out_h = max(round(gray.shape[1] * scale), 1), max(round(gray.shape[0] * scale), 1)
+        fx, fy = gray.shape[1] / out_w, gray.shape[0] / out_h
+        gray = cv2.resize(gray, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    # region pixel (u, v) has its centre at frame ((u + 0.5) fx - 0.5 + x0, (v + 0.5) fy - 0.5 + y0)
+    to_frame = np.array([[fx, 0.0, 0.5 * fx - 0.5 + x0], [0.0, fy, 0.5 * fy - 0.5 + y0], [0.0, 0.0, 1.0]])
+    return cv2.warpAffine(gray, matrix @ to_frame, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def training_frame(crop: np.ndarray) -> tuple[np.ndarray, float, int]:

@@ -76,6 +76,20 @@ def test_shrinking_warp_is_area_averaged() -> None:
     assert abs(float(crop[4:-4, 4:-4].mean()) - 127.5) < 3 and crop[4:-4, 4:-4].std() < 3
 
 
+@pytest.mark.parametrize("centre", [(640, 360), (20, 30), (1270, 700), (-10, 400)])
+@pytest.mark.parametrize("roll", [0.0, 0.4])
+def test_warp_of_a_face_is_the_warp_of_the_whole_frame(centre: tuple[int, int], roll: float) -> None:
+    """Only the face's region is converted to gray and warped: the same pixels as the whole frame's warp (edge
+    pixels repeated where the face leaves the frame), for a colour frame of a crowd's size."""
+    rng = np.random.default_rng(1)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (5, 5), 1.5)
+    scale, (cx, cy) = 48 / 40, centre  # a 40 px face upscaled to 48 px
+    rotation = scale * np.array([[math.cos(roll), -math.sin(roll)], [math.sin(roll), math.cos(roll)]])
+    matrix = np.hstack([rotation, (np.array([24.0, 24.0]) - rotation @ [cx, cy])[:, None]])
+    whole = cv2.warpAffine(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), matrix, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    assert np.array_equal(warp(frame, matrix, 48), whole)
+
+
 def test_legacy_definition_is_the_old_margin_crop() -> None:
     from fervid.model.preprocess import PREPROCESSING, crop_face, to_gray
 
