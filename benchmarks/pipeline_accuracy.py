@@ -3,7 +3,7 @@ frames and run through ``fervid submit``, against the model's accuracy on the cr
 
     python benchmarks/pipeline_accuracy.py [--quick] [--images N] [--model NAME_OR_PATH ...]
                                            [--dataset ferplus|fer2013|ck48 ...] [--detector centerface|haar ...]
-                                           [--roll 0 --roll 25] [--no-flip] [--out FILE]
+                                           [--folder DIR ...] [--roll 0 --roll 25] [--no-flip] [--out FILE]
 
 For each dataset (``../shared``: FER+ val, FER2013 val, CK+ six classes) a fixed random sample of ``--images``
 faces (``--quick``: 150) is placed into frames, once upright and once rolled by up to ``±roll`` degrees: each
@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=600, help="images per dataset (default 600)")
     parser.add_argument("--model", action="append", help="model name or checkpoint (default: per dataset)")
     parser.add_argument("--dataset", action="append", choices=sorted(DATASETS))
+    parser.add_argument("--folder", action="append", type=Path, default=[], help="also a class-folder tree (needs --model)")
     parser.add_argument("--detector", action="append", choices=["centerface", "haar"])
     parser.add_argument("--roll", action="append", type=float, help="roll range in degrees (default: 0 and 25)")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="no flip averaging")
@@ -165,7 +166,10 @@ def main() -> None:
     from fervid.model.weights import resolve_model
 
     count = 150 if args.quick else args.images
-    datasets = args.dataset or list(DATASETS)
+    if args.folder and not args.model:
+        parser.error("--folder needs --model: which model reads it")
+    known_sets = {**DATASETS, **{folder.name: (folder, None) for folder in args.folder}}
+    datasets = (args.dataset or ([] if args.folder else list(DATASETS))) + [folder.name for folder in args.folder]
     detectors = args.detector or ["centerface", "haar"]
     rolls = args.roll or [0.0, 25.0]
     lines = [
@@ -183,7 +187,7 @@ def main() -> None:
     summary: dict[str, dict] = defaultdict(dict)
     with tempfile.TemporaryDirectory(prefix="fervid-pipeline-accuracy-") as tmp:
         for name in datasets:
-            root, classes = DATASETS[name]
+            root, classes = known_sets[name]
             if not root.is_dir():
                 print(f"skipped {name}: {root} is absent")
                 continue

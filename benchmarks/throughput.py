@@ -884,15 +884,50 @@ def gpu_section(report: Report, requested: bool, checkpoint: Path, video: Path, 
     report.note(f"{torch.cuda.get_device_name()}: {peak:,.0f} GFLOP/s in an {n}×{n} float16 matmul (same run).")
     report.table(("classification", "crops/s (host arrays in and out)", "fraction of fp16 matmul peak"), rows)
     cuda = settings.replace(device="cuda")
-    sampled, _, counts = segment_run(video, cuda)
-    every, _, every_counts = segment_run(video, cuda, end=plan.every_frame_seconds, every_frame=True)
+    with GpuUtilisation() as sampled_use:
+        sampled, _, counts = segment_run(video, cuda)
+    with GpuUtilisation() as every_use:
+        every, _, every_counts = segment_run(video, cuda, end=plan.every_frame_seconds, every_frame=True)
+    providers = ", ".join(p for p in ort.get_available_providers() if p != "CPUExecutionProvider") or "CPU only"
+    report.note(f"ONNX Runtime providers for detection: {providers}.")
     report.table(
-        ("end to end on the GPU", "frames/s", "× real time"),
+        ("end to end on the GPU", "frames/s", "× real time", "GPU utilisation (mean of nvidia-smi samples)"),
         [
-            (f"sampled at {settings.sample_fps:g} fps", counts.frames / sampled, probe(video).duration / sampled),
-            ("every frame", every_counts.frames / every, every_counts.frames / every / FPS),
+            (f"sampled at {settings.sample_fps:g} fps", counts.frames / sampled, probe(video).duration / sampled, sampled_use.text),
+            ("every frame", every_counts.frames / every, every_counts.frames / every / FPS, every_use.text),
         ],
     )
+    best_batch, best_crops = max(((row[0].rsplit(" ", 1)[1], row[1]) for row in rows), key=lambda r: r[1])
+    print(
+        f"GPU summary: {torch.cuda.get_device_name()}: classification {best_crops:,.0f} crops/s (batch {best_batch}); "
+        f"sampled job {counts.frames / sampled:,.0f} frames/s ({probe(video).duration / sampled:.1f}× real time, "
+        f"GPU {sampled_use.text}); every frame {every_counts.frames / every:,.0f} frames/s (GPU {every_use.text})"
+    )
+
+
+class GpuUtilisation:
+    """GPU utilisation while the block runs, from ``nvidia-smi`` sampled every 200 ms (``text``: the mean, or why
+    there is none)."""
+
+    def __enter__(self) -> GpuUtilisation:
+        self.text = "n/a (no nvidia-smi)"
+        try:
+            self._process: subprocess.Popen[str] | None = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200", "-i", "0"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+        except OSError:
+            self._process = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        out, _ = self._process.communicate(timeout=10)
+        samples = [float(line) for line in out.split() if line.replace(".", "", 1).isdigit()]
+        if samples:
+            self.text = f"{statistics.fmean(samples):.0f} % ({len(samples)} samples)"
 
 
 # --- main -------------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ app = typer.Typer(cls=Group, help="Shipped models: list them (no command), or pa
 METRICS = {
     "val_accuracy": "validation",
     "pipeline_accuracy": "end to end (faces in frames, found by CenterFace)",
+    "posed_pipeline_accuracy": "end to end on posed faces of unseen people (CK+)",
     "cv10_accuracy": "random 10-fold",
     "subject_cv10_accuracy": "subject-independent 10-fold",
 }
