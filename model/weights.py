@@ -89,13 +89,13 @@ class Weights(Enum):
     CKPLUS_CSA = ShippedModel(
         name="ckplus-csa",
         file="ckplus-csa.pt",
-        sha256="283049b5ab0cc74309d9267f41d99995ddf2a8745799c03620c6f28df45b6368",
+        sha256="79c3a92f9913815c4f6c9c38abfb3ed76b5d7c71e665c8bf8111d0cbefaa6044",
         classes=("happy", "sad", "surprise", "fear", "disgust", "anger"),
         input_size=48,
         width=0.5,
-        data="CK+ 48×48 crops, six classes (927 images), all used for training; the last epoch (no model selection)",
-        command="fervid train ../shared/datasets/ck48 --classes happy,sad,surprise,fear,disgust,anger --size 48 --width 0.5 --epochs 80 --batch-size 32 --lr 0.001 --schedule cosine --val-fraction 0 --out runs/ckplus-csa",
-        metrics={'cv10_accuracy': 0.9935, 'subject_cv10_accuracy': 0.8903},
+        data="CK+ 48×48 crops, six classes (927 images), all used for training, fine-tuned from ferplus-csa; the last epoch (no model selection)",
+        command="fervid train ../shared/datasets/ck48 --classes happy,sad,surprise,fear,disgust,anger --size 48 --width 0.5 --crop calibrated --init ferplus-csa --epochs 30 --batch-size 32 --lr 0.0005 --schedule cosine --val-fraction 0 --out ~/.local/share/fervid/runs/ckplus-csa-init-cal",
+        metrics={"cv10_accuracy": 0.9914, "subject_cv10_accuracy": 0.9418},
     )
 
     @classmethod
