@@ -17,9 +17,8 @@ import os
 import re
 from pathlib import Path
 
-FERPLUS_CLASSES = ("neutral", "happy", "surprise", "sad", "anger", "disgust", "fear", "contempt")
-CK_CLASSES = {"anger": "anger", "contempt": "contempt", "disgust": "disgust", "fear": "fear", "happy": "happy",
-              "sadness": "sad", "surprise": "surprise"}  # fmt: skip
+from fervid.expressions import EXPRESSIONS, canonical
+
 SUBJECT = re.compile(r"S\d+")
 
 
@@ -34,11 +33,12 @@ def build(shared: Path, out: Path, repeat: int, every: int) -> dict[str, int]:
         raise SystemExit(f"{out} exists: remove it or choose another --out")
     counts = {"train": 0, "val": 0, "ckval": 0}
     for split in ("train", "val"):
-        for name in FERPLUS_CLASSES:
+        for name in EXPRESSIONS:
             for image in sorted((shared / "ferplus" / split / name).glob("*.png")):
                 link(image, out / split / name / image.name)
                 counts[split] += 1
-    ck = [(CK_CLASSES[folder], image) for folder in CK_CLASSES for image in sorted((shared / "ck48" / folder).glob("*.png"))]
+    folders = sorted(d for d in (shared / "ck48").iterdir() if d.is_dir())
+    ck = [(canonical(folder.name), image) for folder in folders for image in sorted(folder.glob("*.png"))]
     subjects = sorted({SUBJECT.match(image.name).group() for _, image in ck})  # type: ignore[union-attr]
     held_out = set(subjects[::every])
     for name, image in ck:

@@ -877,9 +877,10 @@ def gpu_section(report: Report, requested: bool, checkpoint: Path, video: Path, 
     peak = rate(matmul, 2 * n**3, 2 * plan.timing_seconds) / 1e9
     faces = np.random.default_rng(0).uniform(-1, 1, (4096, ck.config.in_chans, ck.input_size, ck.input_size)).astype(np.float32)
     rows: list[tuple[object, ...]] = []
+    crops_per_batch: dict[int, float] = {}
     for batch in (64, 256, 1024):
         classifier = Classifier(ck, backend="torch", device="cuda", batch_size=batch)
-        crops = rate(lambda: classifier.predict(faces), len(faces), plan.timing_seconds)
+        crops = crops_per_batch[batch] = rate(lambda: classifier.predict(faces), len(faces), plan.timing_seconds)
         rows.append((f"Classifier (PyTorch, float16 autocast, channels-last), batch {batch}", crops, crops * flops / 1e9 / peak))
     report.note(f"{torch.cuda.get_device_name()}: {peak:,.0f} GFLOP/s in an {n}×{n} float16 matmul (same run).")
     report.table(("classification", "crops/s (host arrays in and out)", "fraction of fp16 matmul peak"), rows)
@@ -897,9 +898,9 @@ def gpu_section(report: Report, requested: bool, checkpoint: Path, video: Path, 
             ("every frame", every_counts.frames / every, every_counts.frames / every / FPS, every_use.text),
         ],
     )
-    best_batch, best_crops = max(((row[0].rsplit(" ", 1)[1], row[1]) for row in rows), key=lambda r: r[1])
+    best_batch = max(crops_per_batch, key=crops_per_batch.__getitem__)
     print(
-        f"GPU summary: {torch.cuda.get_device_name()}: classification {best_crops:,.0f} crops/s (batch {best_batch}); "
+        f"GPU summary: {torch.cuda.get_device_name()}: classification {crops_per_batch[best_batch]:,.0f} crops/s (batch {best_batch}); "
         f"sampled job {counts.frames / sampled:,.0f} frames/s ({probe(video).duration / sampled:.1f}× real time, "
         f"GPU {sampled_use.text}); every frame {every_counts.frames / every:,.0f} frames/s (GPU {every_use.text})"
     )

@@ -43,7 +43,7 @@ train() {  # name data classes-option... : train, then evaluate best.pt on val w
     fervid evaluate "$data/val" --model "$run/best.pt" --flip --device "$DEVICE" --out "$run/evaluate" --no-store \
         | tee "$run/evaluate.txt"
     local accuracy
-    accuracy=$(grep -m1 -o 'Accuracy:\*\* [0-9.]*\|Accuracy: [0-9.]*' "$run/evaluate.txt" | grep -o '[0-9.]*$' || echo '?')
+    accuracy=$(grep -m1 -o 'Accuracy:\*\* [0-9.]*' "$run/evaluate.txt" | grep -o '[0-9.]*$' || echo '?')
     summary+=("$name $accuracy val (flip) in ${trained} s")
 }
 
