@@ -47,6 +47,7 @@ class Settings:
     detect_size: int = 480
     detect_every: int = 5  # whole-frame search on every 5th sample, around the faces between (benchmarks/results/throughput.md)
     detector_threshold: float = 0.3  # CenterFace: see benchmarks/results/pipeline_accuracy.md (0.5 missed 8-18 % of faces)
+    photo_floor: float = 0.1  # image jobs: a photo with no face at detector_threshold is read at its likeliest face down to this score (0: off)
     flip: bool = True
     track_gap: float = 1.0  # seconds a track may go unseen before it ends
     cut_threshold: float = 0.15  # a sample whose thumbnail differs more from the last one's is a cut (1: never)
@@ -129,6 +130,7 @@ RULES = {
     "detect_size": _number(32, 8192, above=False, whole=True),
     "detect_every": _number(1, 1000, above=False, whole=True),
     "detector_threshold": _number(0, 1, above=True),
+    "photo_floor": _number(0, 1, above=False),
     "batch_size": _number(1, 4096, above=False, whole=True),
     "track_gap": _number(0, 3600),
     "cut_threshold": _number(0, 1),

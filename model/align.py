@@ -201,19 +201,21 @@ class Located:
     box: tuple[float, float, float, float]
 
 
-def locate_faces(image: np.ndarray, detector: FaceDetector | None) -> list[Located]:
+def locate_faces(image: np.ndarray, detector: FaceDetector | None, fallback: FaceDetector | None = None) -> list[Located]:
     """The faces of an image, for training, evaluation and image jobs alike.
 
     An image up to :data:`CROP_SIDE` pixels is a face crop: it is placed into a :func:`training_frame` and its
     central face is taken; when none is found (or without a detector) the whole image is the face. A larger image
-    is a frame: every face found in it.
+    is a frame: every face found in it; where there is none, the most confident face ``fallback`` (the detector at
+    a lower threshold) finds, if any: a photo is taken to show a face.
     """
     height, width = image.shape[:2]
     whole = [Located(image, None, (0.0, 0.0, float(width), float(height)))]
     if detector is None:
         return whole
     if max(height, width) > CROP_SIDE:
-        return [Located(image, face, face.box) for face in detector.detect(image)]
+        faces = detector.detect(image) or sorted(fallback.detect(image) if fallback else [], key=lambda f: f.score)[-1:]
+        return [Located(image, face, face.box) for face in faces]
     frame, scale, pad = training_frame(image)
     face = central_face(detector.detect(frame), frame.shape)
     if face is None:

@@ -159,7 +159,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{path}: malformed checkpoint ({type(e).__name__}: {e})") from e
     if len(checkpoint.classes) != config.num_classes:
         raise CheckpointError(f"{path}: {len(checkpoint.classes)} classes for {config.num_classes} outputs")
-    _check_state_dict(build_model(config).state_dict(), checkpoint.state_dict, str(path))
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        expected = build_model(config).state_dict()
+    _check_state_dict(expected, checkpoint.state_dict, str(path))
     broken = [k for k, v in checkpoint.state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         more = f" and {len(broken) - _SHOWN} more" if len(broken) > _SHOWN else ""

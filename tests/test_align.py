@@ -181,3 +181,29 @@ def test_training_sample_and_job_frame_give_the_identical_input(tmp_path: Path, 
             assert np.allclose(probs, by_name[name], atol=1e-6), name
     legacy = Classifier(load_checkpoint(checkpoint), device="cpu").predict(DataOptions(48).load(crops).x)
     assert np.abs(legacy - expected).max() > 1e-3  # the test can tell one crop from another
+
+
+class _ScoredDetector:
+    """Finds the given detections, those scoring at least ``threshold``."""
+
+    name, concurrent = "centerface", True
+
+    def __init__(self, found: list[Detection], threshold: float) -> None:
+        self.found, self.threshold = found, threshold
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        return [d for d in self.found if d.score >= self.threshold]
+
+
+def test_a_photo_without_a_face_at_the_threshold_is_read_at_its_likeliest_face() -> None:
+    photo = np.zeros((400, 600, 3), np.uint8)
+    weak = [Detection((10, 10, 90, 90), 0.12), Detection((200, 100, 320, 220), 0.25), Detection((400, 50, 450, 100), 0.05)]
+    detector, floor = _ScoredDetector(weak, 0.3), _ScoredDetector(weak, 0.1)
+    assert locate_faces(photo, detector) == []
+    (located,) = locate_faces(photo, detector, floor)
+    assert located.face == weak[1] and located.box == weak[1].box
+    # a face at the threshold is read as before, with nothing from the floor
+    strong = Detection((0, 0, 50, 50), 0.9)
+    assert [f.face for f in locate_faces(photo, _ScoredDetector([strong, *weak], 0.3), floor)] == [strong]
+    # nothing above the floor either: no face
+    assert locate_faces(photo, detector, _ScoredDetector(weak, 0.5)) == []

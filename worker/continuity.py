@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from fervid.model.align import Located as Face
-from fervid.model.identity import FaceEmbedder, FaceRegion, face_quality, face_region
+from fervid.model.identity import FaceRegion, face_quality, face_region
 from fervid.worker.cuts import CutDetector
 from fervid.worker.track import IoUTracker
 
@@ -62,7 +62,10 @@ class _Candidate:
 class TrackFaces:
     """Follows one segment's tracks: splits them at cuts and identity changes, keeps their best faces."""
 
-    def __init__(self, tracker: IoUTracker, cut_threshold: float, embedder: FaceEmbedder | None, identity_threshold: float) -> None:
+    def __init__(
+        self, tracker: IoUTracker, cut_threshold: float, embedder: Callable[[FaceRegion], np.ndarray] | None,
+        identity_threshold: float,
+    ) -> None:
         self.tracker, self.embedder, self.identity_threshold = tracker, embedder, identity_threshold
         self.cuts = CutDetector(cut_threshold)
         self._recent: dict[int, deque[np.ndarray]] = {}  # track -> its last RECENT thumbnails

@@ -92,6 +92,7 @@ def create(engine: Engine, submission: Submission, settings: Settings) -> int:
         detect_size=settings.detect_size,
         detect_every=settings.detect_every,
         threshold=settings.detector_threshold,
+        photo_floor=settings.photo_floor,
         flip=settings.flip,
         batch_size=settings.batch_size,
         max_gap=settings.track_gap,

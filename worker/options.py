@@ -21,6 +21,7 @@ class JobOptions:
     detect_every: int
     threshold: float
     batch_size: int
+    photo_floor: float = 0.0  # image jobs: see fervid.settings (jobs before it: off)
     flip: bool = False  # average each face with its mirror image (jobs before it: off)
     max_gap: float = 1.0  # seconds a track may go unseen (jobs before FERVID_TRACK_GAP: 1 s)
     cut_threshold: float = 1.0  # scene cuts end tracks (jobs before: never)

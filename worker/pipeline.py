@@ -104,43 +104,61 @@ class SegmentCounts:
                 self.seconds[stage] += elapsed
 
 
-def prefetch(items: Iterable[T], size: int = PREFETCH, name: str = "fervid-prefetch") -> Generator[T, None, None]:
-    """Run ``items`` in a thread called ``name``, up to ``size`` items ahead of the consumer, in order.
+class prefetch(Iterator[T]):  # noqa: N801 - used like the generator function it replaces
+    """Run ``items`` in a thread called ``name``, up to ``size`` items ahead of the consumer, in order; the thread
+    starts at once, so a stage works while its consumer is still getting ready (a cold job loads its models).
 
     An exception raised by ``items`` is re-raised here, after the items before it. When the consumer stops
-    early (it closes this generator, or raises) the thread stops and closes ``items``, so stages chained as
-    ``prefetch(stage(prefetch(source)))`` shut down from the consumer back to the source.
+    early (it closes this iterator, raises, or drops it) the thread stops and closes ``items``, so stages chained
+    as ``prefetch(stage(prefetch(source)))`` shut down from the consumer back to the source.
     """
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
-    stop = threading.Event()
 
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                buffer.put(item)
-            buffer.put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            buffer.put(_Failure(exc))
-        finally:
-            if isinstance(items, Generator):
-                items.close()
+    def __init__(self, items: Iterable[T], size: int = PREFETCH, name: str = "fervid-prefetch") -> None:
+        self._buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        self._done = False
+        # The thread holds the queue, the event and the items, never this object: dropping it stops the thread.
+        self._thread = threading.Thread(target=_produce, args=(items, self._buffer, self._stop), name=name, daemon=True)
+        self._thread.start()
 
-    thread = threading.Thread(target=produce, name=name, daemon=True)
-    thread.start()
-    try:
-        while (item := buffer.get()) is not _END:
+    def __next__(self) -> T:
+        if self._done:
+            raise StopIteration
+        item = self._buffer.get()
+        if item is _END or isinstance(item, _Failure):
+            self.close()
             if isinstance(item, _Failure):
                 raise item.error
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        """Stop the thread (it closes ``items``) and wait for it."""
+        self._done = True
+        self._stop.set()
+        while self._thread.is_alive():
             try:
-                buffer.get_nowait()
+                self._buffer.get_nowait()
             except queue.Empty:
-                thread.join(0.05)
+                self._thread.join(0.05)
+
+    __del__ = close
+
+
+def _produce(items: Iterable[Any], buffer: queue.Queue[Any], stop: threading.Event) -> None:
+    """The body of a :class:`prefetch` thread."""
+    try:
+        for item in items:
+            if stop.is_set():
+                return
+            buffer.put(item)
+        buffer.put(_END)
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        buffer.put(_Failure(exc))
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _timed(items: Generator[T, None, None], counts: SegmentCounts, stage: str) -> Generator[T, None, None]:
@@ -259,21 +277,23 @@ def _runs(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield run
 
 
-def find_faces(image: np.ndarray, detector: FaceDetector | None, images: bool) -> list[Face]:
+def find_faces(image: np.ndarray, detector: FaceDetector | None, images: bool, fallback: FaceDetector | None = None) -> list[Face]:
     """The faces of a sample: in an image job as training finds them (:func:`~fervid.model.align.locate_faces`:
-    a small image is a face crop), in a video every face the detector finds."""
+    a small image is a face crop; a photo without a face at the threshold is read at ``fallback``'s likeliest
+    face), in a video every face the detector finds."""
     if images or detector is None:
-        return locate_faces(image, detector)
+        return locate_faces(image, detector, fallback)
     return [Face(image, face, face.box) for face in detector.detect(image)]
 
 
 def _located(
-    samples: Generator[Sample, None, None],
+    samples: prefetch[Sample],
     job: dict[str, Any],
     idx: int,
     worker: str,
     options: JobOptions,
     detector: FaceDetector | None,
+    fallback: FaceDetector | None,
     cropper: FaceCropper,
     counts: SegmentCounts,
     tracks: TrackFaces,
@@ -285,7 +305,7 @@ def _located(
     surroundings of the previous sample's faces (:func:`~fervid.model.detect.detect_around`) where that is the
     cheaper search (a few faces, :func:`~fervid.model.detect.cheaper_around`), so a face that appears is found at
     the next whole-frame search. Each run of ``detect_every`` samples is one task of the
-    detector threads."""
+    detector threads. ``fallback``: the detector at the photo floor, for the photos of an image job."""
     images = job["kind"] == "images"
     every = 1 if images or detector is None else options.detect_every
 
@@ -297,7 +317,7 @@ def _located(
                     near = detect_around(detector, sample.image, [f.box for f in found[-1][1]])
                     found.append((sample, [Face(sample.image, d, d.box) for d in near]))
                 else:
-                    found.append((sample, find_faces(sample.image, detector, images)))
+                    found.append((sample, find_faces(sample.image, detector, images, fallback)))
         return found
 
     detected = ordered_map(detect, _runs(samples, every), detect_threads(detector), "fervid-detect")
@@ -339,23 +359,29 @@ def run_segment(
     Decoding, detection, tracking and classification overlap in threads (see the module docstring).
     """
     options = JobOptions.from_params(job["params"])
-    path = runtime.job_model(job["model_name"], options.model_path, job["model_sha256"], settings.model_dir)
-    model = runtime.classifier(path, job["model_sha256"], settings.device, options.batch_size, SESSION_THREADS)
-    detector = runtime.detector(options.detector, options.detect_size, options.threshold) if options.detector != "none" else None
-    cropper = FaceCropper.for_checkpoint(model.checkpoint.preprocessing, model.input_size, options.detector)
     counts = SegmentCounts()
-    peaks = Peaks(every_face=job["kind"] == "images")
-    batch = Classifying(functools.partial(model.predict, flip=options.flip), model.classes, options.batch_size, counts, peaks)
+    # Decoding starts first and runs ahead while the models load (a cold worker's first job).
     samples = prefetch(_timed(_samples(job, options, start, end, counts), counts, "decode"), name="fervid-decode")
-    identity = runtime.embedder() if options.identity and job["kind"] == "video" else None
-    tracks = TrackFaces(IoUTracker(max_gap=options.max_gap), options.cut_threshold, identity, options.identity_threshold)
-    located = _located(samples, job, idx, worker, options, detector, cropper, counts, tracks)
-    with closing(prefetch(located, name="fervid-track")) as frames:
-        for frame in frames:
-            counts.frames += 1
-            batch.add(frame)
-            if on_frame:
-                on_frame(1)
+    with closing(samples):
+        path = runtime.job_model(job["model_name"], options.model_path, job["model_sha256"], settings.model_dir)
+        identity = runtime.embedder_soon() if options.identity and job["kind"] == "video" else None
+        with ThreadPoolExecutor(1, thread_name_prefix="fervid-load") as pool:
+            loading = pool.submit(runtime.detector, options.detector, options.detect_size, options.threshold) if options.detector != "none" else None
+            model = runtime.classifier(path, job["model_sha256"], settings.device, options.batch_size, SESSION_THREADS)
+            detector = loading.result() if loading else None
+        photos = job["kind"] == "images" and detector is not None and 0 < options.photo_floor < options.threshold
+        fallback = runtime.detector(options.detector, options.detect_size, options.photo_floor) if photos else None
+        cropper = FaceCropper.for_checkpoint(model.checkpoint.preprocessing, model.input_size, options.detector)
+        peaks = Peaks(every_face=job["kind"] == "images")
+        batch = Classifying(functools.partial(model.predict, flip=options.flip), model.classes, options.batch_size, counts, peaks)
+        tracks = TrackFaces(IoUTracker(max_gap=options.max_gap), options.cut_threshold, identity, options.identity_threshold)
+        located = _located(samples, job, idx, worker, options, detector, fallback, cropper, counts, tracks)
+        with closing(prefetch(located, name="fervid-track")) as frames:
+            for frame in frames:
+                counts.frames += 1
+                batch.add(frame)
+                if on_frame:
+                    on_frame(1)
     batch.flush()
     counts.faces = len(batch.rows)
     with counts.timed("identity"):

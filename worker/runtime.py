@@ -6,12 +6,17 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fervid.model.detect import FaceDetector, create_detector
 from fervid.model.files import sha256_file
-from fervid.model.identity import FaceEmbedder
+from fervid.model.identity import FaceEmbedder, FaceRegion
 from fervid.model.infer import Classifier
 from fervid.model.weights import Weights, resolve_model
 
@@ -74,3 +79,19 @@ def detector(name: str, max_side: int, threshold: float) -> FaceDetector:
 def embedder() -> FaceEmbedder:
     """The face-identity network (cached per process)."""
     return FaceEmbedder()
+
+
+def embedder_soon() -> Callable[[FaceRegion], np.ndarray]:
+    """:func:`embedder`, loading in a background thread: the returned function waits for it on its first call (a
+    track's face that may have changed, or the segment's end), so a cold job decodes and detects meanwhile; a
+    failed load raises there."""
+    loading: Future[FaceEmbedder] = Future()
+
+    def load() -> None:
+        try:
+            loading.set_result(embedder())
+        except BaseException as exc:  # noqa: BLE001 - raised where the embedder is used
+            loading.set_exception(exc)
+
+    threading.Thread(target=load, name="fervid-load-identity", daemon=True).start()
+    return lambda region: loading.result()(region)
