@@ -7,19 +7,27 @@ at run time. dlib documents two faces of one person as lying within 0.6 of each 
 calibration on CK+ subjects is in ``docs/identity.md``.
 
 Descriptors are computed on a few good samples per track (:func:`face_quality`), not on every face: a job keeps
-a small :func:`face_region` around each candidate face until its segment ends.
+a small :func:`face_region` around each candidate face until its segment ends. dlib holds Python's GIL while it
+computes one (about 60 ms of CPU), which stalls every other thread of a job; :class:`ProcessEmbedder` runs it in a
+child process instead.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import pickle
+import struct
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from fervid.model.detect import Box, Detection
+if TYPE_CHECKING:  # not imported at run time: a ProcessEmbedder's child loads dlib and numpy only
+    from fervid.model.detect import Box, Detection
 
 DESCRIPTOR_SIZE = 128
 #: Context kept around a candidate face, as a fraction of the box's size on each side (the landmark model looks
@@ -95,3 +103,79 @@ class FaceEmbedder:
             shape = self._landmarks(rgb, self._dlib.rectangle(x1, y1, x2, y2))
             descriptor = self._network.compute_face_descriptor(rgb, shape)
         return np.asarray(descriptor, dtype=np.float32)
+
+
+
+def _send(stream: BinaryIO, value: object) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> Any:
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError("the identity process ended")
+    (size,) = struct.unpack("<Q", head)
+    return pickle.loads(stream.read(size))
+
+
+class ProcessEmbedder:
+    """A :class:`FaceEmbedder` in a child process (``python -m fervid.model.identity``, which loads dlib and numpy
+    only), fed face regions through a pipe: the job's threads go on while it describes a face. Callable from several
+    threads (one face at a time); a child that dies (killed, out of memory) is replaced once per call; the child ends
+    when this process does (its input closes)."""
+
+    def __init__(self) -> None:
+        if importlib.util.find_spec("dlib") is None:
+            raise ImportError("face identity needs dlib: pip install dlib-bin")
+        for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
+            _model_file(name)  # a missing model fails here, in words, not in the child
+        self._lock = threading.Lock()
+        self._child = self._start()
+
+    @staticmethod
+    def _start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "fervid.model.identity"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def __call__(self, region: FaceRegion) -> np.ndarray:
+        """The descriptor (float32, :data:`DESCRIPTOR_SIZE`) of the face at ``region.box``."""
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    _send(self._child.stdin, (region.image, region.box))  # type: ignore[arg-type]
+                    answer = _receive(self._child.stdout)  # type: ignore[arg-type]
+                    break
+                except (BrokenPipeError, EOFError):
+                    self._child.kill()
+                    if attempt == 2:
+                        raise RuntimeError(f"the face identity process ended (exit code {self._child.wait()})") from None
+                    self._child = self._start()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        """End the child process."""
+        with self._lock:
+            if self._child.stdin:
+                self._child.stdin.close()
+            self._child.wait()
+
+
+def serve(requests: BinaryIO, answers: BinaryIO) -> None:
+    """The child's loop: ``(image, box)`` in, a descriptor (or the exception) out, until the input closes."""
+    embedder = FaceEmbedder()
+    while True:
+        try:
+            image, box = _receive(requests)
+        except EOFError:
+            return
+        try:
+            _send(answers, embedder(FaceRegion(image, box)))
+        except Exception as exc:  # noqa: BLE001 - handed to the parent
+            _send(answers, exc)
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)

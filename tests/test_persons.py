@@ -15,7 +15,7 @@ from sqlalchemy import text
 from fervid.db import database
 from fervid.db.reports import job_report
 from fervid.model.align import Located
-from fervid.model.identity import FaceRegion, face_quality
+from fervid.model.identity import FaceEmbedder, FaceRegion, ProcessEmbedder, face_quality
 from fervid.report.figures import timeline_figure
 from fervid.settings import Settings
 from fervid.worker.continuity import FACE_CHANGE, TrackFaces, face_thumbnail
@@ -104,9 +104,10 @@ def test_tracker_split_starts_a_new_track() -> None:
     assert tracker.update(0.4, [(4, 0, 44, 40)]) == [1]  # the new track goes on; the old one has ended
 
 
-def test_a_face_that_changes_and_changes_back_is_checked_once_per_change() -> None:
-    """A face whose look jumps between two of the track's recent looks is not suspected again; each suspected
-    change describes only the new face (the track's last descriptor is the reference); another person ends it."""
+def test_a_face_change_is_checked_when_it_lasts_and_once_per_change() -> None:
+    """A look new to the track that is gone by the next sample is not checked; one that lasts is checked once (the
+    first check also describes the track's last face, later ones only the new face); another person ends the
+    track at the second sample of the change."""
     rng = np.random.default_rng(0)
     looks = [rng.integers(0, 256, (60, 60, 3), dtype=np.uint8) for _ in range(4)]
     for look in looks[:3]:
@@ -121,13 +122,33 @@ def test_a_face_that_changes_and_changes_back_is_checked_once_per_change() -> No
     tracks = TrackFaces(IoUTracker(max_gap=1.0), 0.99, embedder, identity_threshold=0.6)  # type: ignore[arg-type]
     box = (170.0, 170.0, 230.0, 230.0)
     ids = []
-    for k, look in enumerate([0, 1, 0, 1, 2, 0, 3]):
+    for k, look in enumerate([0, 1, 0, 1, 1, 2, 0, 1, 3, 3]):
         image = np.full((400, 400, 3), 128, np.uint8)
         image[170:230, 170:230] = looks[look]
         ids.append(tracks.update(image, 0.2 * k, [Located(image, None, box)])[0])
-    # looks 1, 2 and 3 are new to the track: three checks; the first also describes the track's last face
-    assert tracks.verified == 3 and len(described) == 4
-    assert ids[:6] == [ids[0]] * 6 and ids[6] != ids[0]
+    # look 1 lasts at samples 3-4 (checked: the same person, and one of the track's looks from then on); looks 2
+    # and 3 alone pass; look 3 lasts at 8-9: checked, another person
+    assert tracks.verified == 2 and len(described) == 3
+    assert ids[:9] == [ids[0]] * 9 and ids[9] != ids[0]
+
+
+def test_the_identity_process_describes_as_dlib_does_and_survives_its_child() -> None:
+    """Descriptors from the child process are dlib's own; a child that dies is replaced at the next call; a region
+    dlib cannot read raises here, in this process."""
+    rng = np.random.default_rng(3)
+    region = FaceRegion(rng.integers(0, 256, (120, 100, 3), dtype=np.uint8), (15.0, 20.0, 85.0, 100.0))
+    expected = FaceEmbedder()(region)
+    remote = ProcessEmbedder()
+    try:
+        assert np.array_equal(remote(region), expected)
+        remote._child.kill()
+        remote._child.wait()
+        assert np.array_equal(remote(region), expected)
+        with pytest.raises(Exception):  # noqa: B017 - whatever dlib raises, raised here
+            remote(FaceRegion(np.zeros((4, 4, 2), np.uint8), (0.0, 0.0, 4.0, 4.0)))
+        assert np.array_equal(remote(region), expected)  # and the child goes on
+    finally:
+        remote.close()
 
 
 def test_stitch_refuses_another_face() -> None:

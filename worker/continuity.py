@@ -2,12 +2,15 @@
 
 A track ends at a hard cut (:class:`~fervid.worker.cuts.CutDetector`) and where its face changes abruptly (the
 box's normalised thumbnail differs by more than :data:`FACE_CHANGE` from each of the track's last :data:`RECENT`
-samples': a face that turns away and back, or moves its head, resembles one of them). With identity on, such a
-suspected change is verified: the track goes on only when the face descriptors before and after lie within the
-identity threshold, so a cut that keeps the person (a new camera angle) keeps the track and a cut to another
-person framed at the same place ends it. The last descriptor made of a track's face is its reference for the next
-check, so a check usually describes one face, the new one. Without identity, every suspected change ends the track.
-A cut threshold of 1 turns both checks off (jobs with ``--detector none``, whose "face" is the whole image).
+samples': a face that turns away and back, or moves its head, resembles one of them). Away from a cut, a change
+must last: it is suspected when the next sample's face differs from the old ones too, and the track ends there, one
+sample after the change (on the crowded scene of benchmarks/throughput.py 34 of 57 changes were gone by the next
+sample: a blink, a blur, a box that jumped). With identity on, a suspected change is verified: the track goes on
+only when the face descriptors before and after lie within the identity threshold, so a cut that keeps the person
+(a new camera angle) keeps the track and a cut to another person framed at the same place ends it. The last
+descriptor made of a track's face is its reference for the next check, so a check usually describes one face, the
+new one. Without identity, every suspected change ends the track. A cut threshold of 1 turns both checks off (jobs
+with ``--detector none``, whose "face" is the whole image).
 
 Per track the :data:`KEEP` best faces by :func:`~fervid.model.identity.face_quality` are kept as small regions and
 described when the segment ends (:meth:`TrackFaces.descriptors`).
@@ -71,6 +74,7 @@ class TrackFaces:
         self._recent: dict[int, deque[np.ndarray]] = {}  # track -> its last RECENT thumbnails
         self._last: dict[int, FaceRegion] = {}  # track -> its last face
         self._reference: dict[int, np.ndarray] = {}  # track -> the last descriptor made of its face
+        self._changing: set[int] = set()  # tracks whose last face differed from their recent ones, away from a cut
         self._best: dict[int, list[_Candidate]] = {}  # track -> min-heap of its best faces
         self.verified = 0  # descriptor comparisons made at suspected changes
 
@@ -82,7 +86,12 @@ class TrackFaces:
             thumb = face_thumbnail(image, face.box)
             region = face_region(image, face.box)
             if track in self._last:
-                changed, descriptor = self._changed(cut, thumb, region, self._recent[track], self._last[track], self._reference.get(track))
+                moved = self._moved(thumb, self._recent[track])
+                if moved and not cut and track not in self._changing:  # a change must last: look again next sample
+                    self._changing.add(track)
+                    continue  # the face stays out of the track's recent looks and last face until then
+                self._changing.discard(track)
+                changed, descriptor = self._changed(cut or moved, region, self._last[track], self._reference.get(track))
                 if changed:
                     track = ids[j] = self.tracker.split(track)
                 if descriptor is not None:
@@ -95,16 +104,18 @@ class TrackFaces:
                 self._offer(track, _Candidate(face_quality(face.face, face.box), time, region))
         return ids
 
+    def _moved(self, thumb: np.ndarray | None, recent: Sequence[np.ndarray]) -> bool:
+        """Whether a face differs from each of its track's recent looks (never with the checks off)."""
+        if self.cuts.threshold >= 1:  # checks off (--detector none: the image is the face)
+            return False
+        return thumb is None or all(float(np.abs(thumb - old).mean()) > FACE_CHANGE for old in recent)
+
     def _changed(
-        self, cut: bool, thumb: np.ndarray | None, region: FaceRegion, recent: Sequence[np.ndarray], last: FaceRegion,
-        reference: np.ndarray | None,
-    ) -> tuple[bool, np.ndarray | None]:  # fmt: skip
+        self, suspected: bool, region: FaceRegion, last: FaceRegion, reference: np.ndarray | None
+    ) -> tuple[bool, np.ndarray | None]:
         """Whether the track's face changed to another (a new track starts), and the new face's descriptor if
         one was made; ``reference``: the last descriptor of the track's face (else its last face is described)."""
-        if self.cuts.threshold >= 1:  # checks off (--detector none: the image is the face)
-            return False, None
-        moved = thumb is None or all(float(np.abs(thumb - old).mean()) > FACE_CHANGE for old in recent)
-        if not (cut or moved):
+        if not suspected or self.cuts.threshold >= 1:
             return False, None
         if self.embedder is None:
             return True, None

@@ -16,7 +16,7 @@ import numpy as np
 
 from fervid.model.detect import FaceDetector, create_detector
 from fervid.model.files import sha256_file
-from fervid.model.identity import FaceEmbedder, FaceRegion
+from fervid.model.identity import FaceRegion, ProcessEmbedder
 from fervid.model.infer import Classifier
 from fervid.model.weights import Weights, resolve_model
 
@@ -76,16 +76,16 @@ def detector(name: str, max_side: int, threshold: float) -> FaceDetector:
 
 
 @functools.lru_cache(maxsize=1)
-def embedder() -> FaceEmbedder:
-    """The face-identity network (cached per process)."""
-    return FaceEmbedder()
+def embedder() -> ProcessEmbedder:
+    """The face-identity network, in its own process beside the job's threads (cached per process)."""
+    return ProcessEmbedder()
 
 
 def embedder_soon() -> Callable[[FaceRegion], np.ndarray]:
     """:func:`embedder`, loading in a background thread: the returned function waits for it on its first call (a
     track's face that may have changed, or the segment's end), so a cold job decodes and detects meanwhile; a
     failed load raises there."""
-    loading: Future[FaceEmbedder] = Future()
+    loading: Future[ProcessEmbedder] = Future()
 
     def load() -> None:
         try:
