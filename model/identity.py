@@ -20,9 +20,11 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -79,6 +81,14 @@ def _model_file(name: str) -> str:
     return str(path)
 
 
+class Embedder(Protocol):
+    """What describes faces: one at a time, or many at once."""
+
+    def __call__(self, region: FaceRegion) -> np.ndarray: ...
+
+    def many(self, regions: Sequence[FaceRegion]) -> list[np.ndarray]: ...
+
+
 class FaceEmbedder:
     """dlib's 5-point alignment and face-recognition ResNet: a unit-free 128-d descriptor per face.
 
@@ -104,6 +114,10 @@ class FaceEmbedder:
             descriptor = self._network.compute_face_descriptor(rgb, shape)
         return np.asarray(descriptor, dtype=np.float32)
 
+    def many(self, regions: Sequence[FaceRegion]) -> list[np.ndarray]:
+        """The descriptors of ``regions``, in order."""
+        return [self(region) for region in regions]
+
 
 
 def _send(stream: BinaryIO, value: object) -> None:
@@ -120,47 +134,70 @@ def _receive(stream: BinaryIO) -> Any:
     return pickle.loads(stream.read(size))
 
 
-class ProcessEmbedder:
-    """A :class:`FaceEmbedder` in a child process (``python -m fervid.model.identity``, which loads dlib and numpy
-    only), fed face regions through a pipe: the job's threads go on while it describes a face. Callable from several
-    threads (one face at a time); a child that dies (killed, out of memory) is replaced once per call; the child ends
-    when this process does (its input closes)."""
+class _Child:
+    """One ``python -m fervid.model.identity`` process and the pipe to it, replaced once per call if it died."""
 
     def __init__(self) -> None:
-        if importlib.util.find_spec("dlib") is None:
-            raise ImportError("face identity needs dlib: pip install dlib-bin")
-        for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
-            _model_file(name)  # a missing model fails here, in words, not in the child
         self._lock = threading.Lock()
-        self._child = self._start()
+        self._process = self._start()
 
     @staticmethod
     def _start() -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "fervid.model.identity"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
-    def __call__(self, region: FaceRegion) -> np.ndarray:
-        """The descriptor (float32, :data:`DESCRIPTOR_SIZE`) of the face at ``region.box``."""
+    def describe(self, region: FaceRegion) -> np.ndarray:
         with self._lock:
             for attempt in (1, 2):
                 try:
-                    _send(self._child.stdin, (region.image, region.box))  # type: ignore[arg-type]
-                    answer = _receive(self._child.stdout)  # type: ignore[arg-type]
+                    _send(self._process.stdin, (region.image, region.box))  # type: ignore[arg-type]
+                    answer = _receive(self._process.stdout)  # type: ignore[arg-type]
                     break
                 except (BrokenPipeError, EOFError):
-                    self._child.kill()
+                    self._process.kill()
                     if attempt == 2:
-                        raise RuntimeError(f"the face identity process ended (exit code {self._child.wait()})") from None
-                    self._child = self._start()
+                        raise RuntimeError(f"the face identity process ended (exit code {self._process.wait()})") from None
+                    self._process = self._start()
         if isinstance(answer, BaseException):
             raise answer
         return answer
 
     def close(self) -> None:
-        """End the child process."""
         with self._lock:
-            if self._child.stdin:
-                self._child.stdin.close()
-            self._child.wait()
+            if self._process.stdin:
+                self._process.stdin.close()
+            self._process.wait()
+
+
+class ProcessEmbedder:
+    """A :class:`FaceEmbedder` in ``children`` child processes (``python -m fervid.model.identity``, which loads
+    dlib and numpy only, 77 MB each), fed face regions through pipes: the job's threads go on while a face is
+    described. Single faces go to the first child; :meth:`many` shares its faces among all of them (a segment's
+    end). Callable from several threads; a child that dies (killed, out of memory) is replaced once per call; the
+    children end when this process does (their input closes)."""
+
+    def __init__(self, children: int = 2) -> None:
+        if importlib.util.find_spec("dlib") is None:
+            raise ImportError("face identity needs dlib: pip install dlib-bin")
+        for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
+            _model_file(name)  # a missing model fails here, in words, not in a child
+        self._children = [_Child() for _ in range(max(children, 1))]
+
+    def __call__(self, region: FaceRegion) -> np.ndarray:
+        """The descriptor (float32, :data:`DESCRIPTOR_SIZE`) of the face at ``region.box``."""
+        return self._children[0].describe(region)
+
+    def many(self, regions: Sequence[FaceRegion]) -> list[np.ndarray]:
+        """The descriptors of ``regions``, in order, described by all the children at once."""
+        n = len(self._children)
+        with ThreadPoolExecutor(n, thread_name_prefix="fervid-identity") as pool:
+            shares = [pool.submit(list, map(child.describe, regions[k::n])) for k, child in enumerate(self._children)]
+            described = [share.result() for share in shares]
+        return [described[i % n][i // n] for i in range(len(regions))]
+
+    def close(self) -> None:
+        """End the child processes."""
+        for child in self._children:
+            child.close()
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:

@@ -136,17 +136,19 @@ def test_the_identity_process_describes_as_dlib_does_and_survives_its_child() ->
     """Descriptors from the child process are dlib's own; a child that dies is replaced at the next call; a region
     dlib cannot read raises here, in this process."""
     rng = np.random.default_rng(3)
-    region = FaceRegion(rng.integers(0, 256, (120, 100, 3), dtype=np.uint8), (15.0, 20.0, 85.0, 100.0))
-    expected = FaceEmbedder()(region)
-    remote = ProcessEmbedder()
+    regions = [FaceRegion(rng.integers(0, 256, (120, 100, 3), dtype=np.uint8), (15.0, 20.0, 85.0, 100.0)) for _ in range(5)]
+    region, expected = regions[0], FaceEmbedder().many(regions)
+    remote = ProcessEmbedder(children=2)
     try:
-        assert np.array_equal(remote(region), expected)
-        remote._child.kill()
-        remote._child.wait()
-        assert np.array_equal(remote(region), expected)
+        assert np.array_equal(remote(region), expected[0])
+        assert all(np.array_equal(a, b) for a, b in zip(remote.many(regions), expected, strict=True))  # shared, in order
+        first = remote._children[0]._process
+        first.kill()
+        first.wait()
+        assert np.array_equal(remote(region), expected[0])
         with pytest.raises(Exception):  # noqa: B017 - whatever dlib raises, raised here
             remote(FaceRegion(np.zeros((4, 4, 2), np.uint8), (0.0, 0.0, 4.0, 4.0)))
-        assert np.array_equal(remote(region), expected)  # and the child goes on
+        assert np.array_equal(remote(region), expected[0])  # and the child goes on
     finally:
         remote.close()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from fervid.model.align import Located as Face
-from fervid.model.identity import FaceRegion, face_quality, face_region
+from fervid.model.identity import Embedder, FaceRegion, face_quality, face_region
 from fervid.worker.cuts import CutDetector
 from fervid.worker.track import IoUTracker
 
@@ -66,8 +66,7 @@ class TrackFaces:
     """Follows one segment's tracks: splits them at cuts and identity changes, keeps their best faces."""
 
     def __init__(
-        self, tracker: IoUTracker, cut_threshold: float, embedder: Callable[[FaceRegion], np.ndarray] | None,
-        identity_threshold: float,
+        self, tracker: IoUTracker, cut_threshold: float, embedder: Embedder | None, identity_threshold: float
     ) -> None:
         self.tracker, self.embedder, self.identity_threshold = tracker, embedder, identity_threshold
         self.cuts = CutDetector(cut_threshold)
@@ -135,8 +134,9 @@ class TrackFaces:
         """A row per kept face: ``track_id``, ``t``, ``quality`` and the ``descriptor`` (float32 bytes)."""
         if self.embedder is None:
             return []
+        kept = [(track, c) for track, best in sorted(self._best.items()) for c in sorted(best, reverse=True)]
+        described = self.embedder.many([c.region for _, c in kept])
         return [
-            {"track_id": track, "t": c.t, "quality": c.quality, "descriptor": self.embedder(c.region).astype("<f4").tobytes()}
-            for track, best in sorted(self._best.items())
-            for c in sorted(best, reverse=True)
+            {"track_id": track, "t": c.t, "quality": c.quality, "descriptor": d.astype("<f4").tobytes()}
+            for (track, c), d in zip(kept, described)
         ]

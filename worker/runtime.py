@@ -7,7 +7,7 @@ import functools
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ import numpy as np
 
 from fervid.model.detect import FaceDetector, create_detector
 from fervid.model.files import sha256_file
-from fervid.model.identity import FaceRegion, ProcessEmbedder
+from fervid.model.identity import Embedder, FaceRegion, ProcessEmbedder
 from fervid.model.infer import Classifier
 from fervid.model.weights import Weights, resolve_model
 
@@ -81,11 +81,23 @@ def embedder() -> ProcessEmbedder:
     return ProcessEmbedder()
 
 
-def embedder_soon() -> Callable[[FaceRegion], np.ndarray]:
-    """:func:`embedder`, loading in a background thread: the returned function waits for it on its first call (a
-    track's face that may have changed, or the segment's end), so a cold job decodes and detects meanwhile; a
-    failed load raises there."""
-    loading: Future[ProcessEmbedder] = Future()
+class _Loading:
+    """An embedder loading in a background thread: each call waits for it (a failed load raises there)."""
+
+    def __init__(self, loading: Future[Embedder]) -> None:
+        self._loading = loading
+
+    def __call__(self, region: FaceRegion) -> np.ndarray:
+        return self._loading.result()(region)
+
+    def many(self, regions: Sequence[FaceRegion]) -> list[np.ndarray]:
+        return self._loading.result().many(regions)
+
+
+def embedder_soon() -> Embedder:
+    """:func:`embedder`, loading in a background thread, so that a cold job decodes and detects meanwhile: the
+    first face described (a track's face that may have changed, or the segment's end) waits for it."""
+    loading: Future[Embedder] = Future()
 
     def load() -> None:
         try:
@@ -94,4 +106,4 @@ def embedder_soon() -> Callable[[FaceRegion], np.ndarray]:
             loading.set_exception(exc)
 
     threading.Thread(target=load, name="fervid-load-identity", daemon=True).start()
-    return lambda region: loading.result()(region)
+    return _Loading(loading)
