@@ -15,7 +15,6 @@ child process instead.
 from __future__ import annotations
 
 import importlib.util
-import pickle
 import struct
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import numpy as np
 
@@ -120,18 +119,46 @@ class FaceEmbedder:
 
 
 
-def _send(stream: BinaryIO, value: object) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack("<Q", len(data)) + data)
+#: A request to the identity process: the box (x1, y1, x2, y2), then the image's height, width and channels (0: gray),
+#: then its uint8 pixels. An answer: 1 and the descriptor's float32 bytes, or 0 and an error message.
+_REQUEST = struct.Struct("<4d3I")
+_ANSWER = struct.Struct("<BI")
+
+
+def _read(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the identity process ended")
+    return data
+
+
+def _ask(stream: BinaryIO, region: FaceRegion) -> None:
+    image = np.ascontiguousarray(region.image, dtype=np.uint8)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"a face region is an (H, W) or (H, W, C) image, not shape {image.shape}")
+    channels = image.shape[2] if image.ndim == 3 else 0
+    stream.write(_REQUEST.pack(*region.box, image.shape[0], image.shape[1], channels) + image.tobytes())
     stream.flush()
 
 
-def _receive(stream: BinaryIO) -> Any:
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError("the identity process ended")
-    (size,) = struct.unpack("<Q", head)
-    return pickle.loads(stream.read(size))
+def _question(stream: BinaryIO) -> FaceRegion:
+    *box, height, width, channels = _REQUEST.unpack(_read(stream, _REQUEST.size))
+    shape = (height, width, channels) if channels else (height, width)
+    image = np.frombuffer(_read(stream, int(np.prod(shape))), dtype=np.uint8).reshape(shape)
+    return FaceRegion(image, tuple(box))  # type: ignore[arg-type]
+
+
+def _answer(stream: BinaryIO, ok: bool, payload: bytes) -> None:
+    stream.write(_ANSWER.pack(ok, len(payload)) + payload)
+    stream.flush()
+
+
+def _reply(stream: BinaryIO) -> np.ndarray:
+    ok, size = _ANSWER.unpack(_read(stream, _ANSWER.size))
+    payload = _read(stream, size)
+    if not ok:
+        raise RuntimeError(f"face identity: {payload.decode('utf-8', 'replace')}")
+    return np.frombuffer(payload, dtype=np.float32).copy()
 
 
 class _Child:
@@ -145,21 +172,23 @@ class _Child:
     def _start() -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "fervid.model.identity"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
+    def _exchange(self, region: FaceRegion) -> np.ndarray:
+        _ask(self._process.stdin, region)  # type: ignore[arg-type]
+        return _reply(self._process.stdout)  # type: ignore[arg-type]
+
     def describe(self, region: FaceRegion) -> np.ndarray:
         with self._lock:
-            for attempt in (1, 2):
-                try:
-                    _send(self._process.stdin, (region.image, region.box))  # type: ignore[arg-type]
-                    answer = _receive(self._process.stdout)  # type: ignore[arg-type]
-                    break
-                except (BrokenPipeError, EOFError):
-                    self._process.kill()
-                    if attempt == 2:
-                        raise RuntimeError(f"the face identity process ended (exit code {self._process.wait()})") from None
-                    self._process = self._start()
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
+            try:
+                return self._exchange(region)
+            except (BrokenPipeError, EOFError):  # it died (killed, out of memory): once more, with a new one
+                self._process.kill()
+                self._process.wait()
+                self._process = self._start()
+            try:
+                return self._exchange(region)
+            except (BrokenPipeError, EOFError):
+                self._process.kill()
+                raise RuntimeError(f"the face identity process ended (exit code {self._process.wait()})") from None
 
     def close(self) -> None:
         with self._lock:
@@ -201,17 +230,18 @@ class ProcessEmbedder:
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    """The child's loop: ``(image, box)`` in, a descriptor (or the exception) out, until the input closes."""
+    """The identity process's loop: a face region in, its descriptor (or what went wrong) out, until the input
+    closes."""
     embedder = FaceEmbedder()
     while True:
         try:
-            image, box = _receive(requests)
+            region = _question(requests)
         except EOFError:
             return
         try:
-            _send(answers, embedder(FaceRegion(image, box)))
+            _answer(answers, True, embedder(region).astype(np.float32).tobytes())
         except Exception as exc:  # noqa: BLE001 - handed to the parent
-            _send(answers, exc)
+            _answer(answers, False, f"{type(exc).__name__}: {exc}".encode())
 
 
 if __name__ == "__main__":
