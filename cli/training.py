@@ -46,6 +46,8 @@ Schedule = Annotated[str, typer.Option(help="|".join(SCHEDULES))]
 Optimizer = Annotated[str, typer.Option(help=f"{'|'.join(OPTIMIZERS)} (sgd: Nesterov momentum 0.9)")]
 WeightDecay = Annotated[float, typer.Option(help="Weight decay.")]
 Erasing = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability of random erasing per image.")]
+Rotation = Annotated[float, typer.Option(min=0.0, max=180.0, help="Augmentation: roll within ± this many degrees.")]
+ScaleJitter = Annotated[float, typer.Option(min=0.0, help="Augmentation: scale within [1/(1+j), 1+j].")]
 Mixup = Annotated[float, typer.Option(min=0.0, help="Mixup Beta(a, a) parameter; 0 is off.")]
 Precision = Annotated[str, typer.Option(help=f"{'|'.join(PRECISIONS)} on CPU (auto: the faster, measured at start); CUDA: fp16.")]
 Crop = Annotated[
@@ -143,6 +145,8 @@ def train(
     smoothing: Smoothing = TRAIN.label_smoothing,
     weighted: Weighted = TRAIN.class_weighted,
     erasing: Erasing = TRAIN.erasing,
+    rotation: Rotation = TRAIN.rotation,
+    scale_jitter: ScaleJitter = TRAIN.scale_jitter,
     mixup: Mixup = TRAIN.mixup,
     init: Init = TRAIN.init,
     seed: Seed = TRAIN.seed,
@@ -166,7 +170,7 @@ def train(
     model, config = handle_errors(_configs)(
         arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         optimizer=optimizer, schedule=schedule, label_smoothing=smoothing, class_weighted=weighted, erasing=erasing,
-        mixup=mixup, init=init, seed=seed, device=device, precision=precision,
+        rotation=rotation, scale_jitter=scale_jitter, mixup=mixup, init=init, seed=seed, device=device, precision=precision,
     )  # fmt: skip
     with _progress() as progress:
         bars = _Bars(progress)
@@ -221,6 +225,8 @@ def evaluate(
     smoothing: Smoothing = TRAIN.label_smoothing,
     weighted: Weighted = TRAIN.class_weighted,
     erasing: Erasing = TRAIN.erasing,
+    rotation: Rotation = TRAIN.rotation,
+    scale_jitter: ScaleJitter = TRAIN.scale_jitter,
     mixup: Mixup = TRAIN.mixup,
     init: Init = TRAIN.init,
     seed: Seed = TRAIN.seed,
@@ -248,7 +254,7 @@ def evaluate(
         net, config = handle_errors(_configs)(
             arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             optimizer=optimizer, schedule=schedule, label_smoothing=smoothing, class_weighted=weighted, erasing=erasing,
-            mixup=mixup, init=init, seed=seed, device=device, precision=precision,
+            rotation=rotation, scale_jitter=scale_jitter, mixup=mixup, init=init, seed=seed, device=device, precision=precision,
         )  # fmt: skip
         with _progress() as progress:
             bars = _Bars(progress)

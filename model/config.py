@@ -59,6 +59,8 @@ class TrainConfig:
     class_weighted: bool = False
     augment: bool = True
     erasing: float = 0.0  # probability of random erasing per image
+    rotation: float = 15.0  # augmentation: roll within ± this many degrees
+    scale_jitter: float = 0.25  # augmentation: scale within [1 / (1 + j), 1 + j]
     mixup: float = 0.0  # Beta(alpha, alpha) mixup; 0: off
     seed: int = 0
     device: str = "auto"
@@ -73,5 +75,7 @@ class TrainConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
+        if not (0 <= self.rotation <= 180 and self.scale_jitter >= 0):
+            raise ValueError(f"rotation must be 0-180 degrees and scale jitter >= 0 (got {self.rotation}, {self.scale_jitter})")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"epochs, batch size and learning rate must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")

@@ -226,7 +226,8 @@ def fit(
         )
         weights = _class_weights(train_set.y, model_config.num_classes).to(device) if config.class_weighted else None
         scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-        augment = Augment(erasing=config.erasing) if config.augment else None
+        jitter = 1 + config.scale_jitter
+        augment = Augment(rotation=config.rotation, scale=(1 / jitter, jitter), erasing=config.erasing) if config.augment else None
         generator = torch.Generator().manual_seed(config.seed)
 
         start_epoch, best_acc, best_loss, history = 0, None, math.inf, []

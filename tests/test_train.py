@@ -311,3 +311,10 @@ def test_cross_validate_subject_folds_never_share_a_subject(stripes: tuple[Path,
     for k in (1, 2):
         test = set(json.loads((tmp_path / f"fold-{k}" / "result.json").read_text())["test_idx"])
         assert {subject[i] for i in test}.isdisjoint(subject[i] for i in range(len(paths)) if i not in test)
+
+
+def test_augmentation_ranges_are_checked() -> None:
+    assert TrainConfig(rotation=10, scale_jitter=0.1).rotation == 10
+    for bad in ({"rotation": -1.0}, {"rotation": 181.0}, {"scale_jitter": -0.1}):
+        with pytest.raises(ValueError, match="rotation must be"):
+            TrainConfig(**bad)
