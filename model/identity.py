@@ -162,7 +162,8 @@ def _reply(stream: BinaryIO) -> np.ndarray:
 
 
 class _Child:
-    """One ``python -m fervid.model.identity`` process and the pipe to it, replaced once per call if it died."""
+    """One identity process (this module run as ``__main__`` at :data:`CHILD_NICENESS`) and the pipe to it, replaced
+    once per call if it died."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -170,7 +171,9 @@ class _Child:
 
     @staticmethod
     def _start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "fervid.model.identity"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # Lower priority before loading anything: a cold job's decoding goes first while the child starts.
+        code = f"import os, runpy; os.nice({CHILD_NICENESS}); runpy.run_module('fervid.model.identity', run_name='__main__')"
+        return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def _exchange(self, region: FaceRegion) -> np.ndarray:
         _ask(self._process.stdin, region)  # type: ignore[arg-type]
@@ -197,29 +200,43 @@ class _Child:
             self._process.wait()
 
 
+#: Niceness of the identity processes: a cold job's decoding and detection go first (cold job ×1.11 → ×1.08-1.09 of a
+#: warm one on the 60 s one-face video, benchmarks/throughput.py).
+CHILD_NICENESS = 5
+#: Faces a :meth:`ProcessEmbedder.many` call gives each child at least: starting one costs about as much as 5 faces.
+MANY_PER_CHILD = 10
+
+
 class ProcessEmbedder:
-    """A :class:`FaceEmbedder` in ``children`` child processes (``python -m fervid.model.identity``, which loads
-    dlib and numpy only, 77 MB each), fed face regions through pipes: the job's threads go on while a face is
-    described. Single faces go to the first child; :meth:`many` shares its faces among all of them (a segment's
-    end). Callable from several threads; a child that dies (killed, out of memory) is replaced once per call; the
-    children end when this process does (their input closes)."""
+    """A :class:`FaceEmbedder` in up to ``children`` child processes (``python -m fervid.model.identity``, which
+    loads dlib and numpy only, 77 MB each), fed face regions through pipes: the job's threads go on while a face is
+    described. Single faces go to the first child, started at once; :meth:`many` shares its faces among more
+    children, started when a call has :data:`MANY_PER_CHILD` faces for each (a crowd's segment end). Callable from
+    several threads; a child that dies (killed, out of memory) is replaced once per call; the children end when this
+    process does (their input closes)."""
 
     def __init__(self, children: int = 2) -> None:
         if importlib.util.find_spec("dlib") is None:
             raise ImportError("face identity needs dlib: pip install dlib-bin")
         for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
             _model_file(name)  # a missing model fails here, in words, not in a child
-        self._children = [_Child() for _ in range(max(children, 1))]
+        self._most = max(children, 1)
+        self._lock = threading.Lock()
+        self._children = [_Child()]
 
     def __call__(self, region: FaceRegion) -> np.ndarray:
         """The descriptor (float32, :data:`DESCRIPTOR_SIZE`) of the face at ``region.box``."""
         return self._children[0].describe(region)
 
     def many(self, regions: Sequence[FaceRegion]) -> list[np.ndarray]:
-        """The descriptors of ``regions``, in order, described by all the children at once."""
-        n = len(self._children)
+        """The descriptors of ``regions``, in order, shared among the children."""
+        with self._lock:
+            wanted = min(self._most, max(1, len(regions) // MANY_PER_CHILD))
+            self._children += [_Child() for _ in range(wanted - len(self._children))]
+            children = self._children[: max(wanted, 1)]
+        n = len(children)
         with ThreadPoolExecutor(n, thread_name_prefix="fervid-identity") as pool:
-            shares = [pool.submit(list, map(child.describe, regions[k::n])) for k, child in enumerate(self._children)]
+            shares = [pool.submit(list, map(child.describe, regions[k::n])) for k, child in enumerate(children)]
             described = [share.result() for share in shares]
         return [described[i % n][i // n] for i in range(len(regions))]
 

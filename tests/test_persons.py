@@ -133,15 +133,18 @@ def test_a_face_change_is_checked_when_it_lasts_and_once_per_change() -> None:
 
 
 def test_the_identity_process_describes_as_dlib_does_and_survives_its_child() -> None:
-    """Descriptors from the child process are dlib's own; a child that dies is replaced at the next call; a region
-    dlib cannot read raises here, in this process."""
+    """Descriptors from the child processes are dlib's own, many faces shared among two children in order; a child
+    that dies is replaced at the next call; a region dlib cannot read raises here, in this process."""
     rng = np.random.default_rng(3)
-    regions = [FaceRegion(rng.integers(0, 256, (120, 100, 3), dtype=np.uint8), (15.0, 20.0, 85.0, 100.0)) for _ in range(5)]
+    regions = [FaceRegion(rng.integers(0, 256, (120, 100, 3), dtype=np.uint8), (15.0, 20.0, 85.0, 100.0)) for _ in range(21)]
     region, expected = regions[0], FaceEmbedder().many(regions)
     remote = ProcessEmbedder(children=2)
     try:
         assert np.array_equal(remote(region), expected[0])
+        assert all(np.array_equal(a, b) for a, b in zip(remote.many(regions[:3]), expected, strict=False))
+        assert len(remote._children) == 1  # a few faces: not worth a second child
         assert all(np.array_equal(a, b) for a, b in zip(remote.many(regions), expected, strict=True))  # shared, in order
+        assert len(remote._children) == 2
         first = remote._children[0]._process
         first.kill()
         first.wait()
