@@ -184,8 +184,10 @@ def train_folder(
     run_file = out_dir / RUN_FILE
     if run_file.exists():
         saved = json.loads(run_file.read_text())
-        if saved["request"] != request:
-            changed = sorted(k for k in request if saved["request"].get(k) != request[k])
+        # A run started before an option existed ran with its default: compare the settings as they are now read.
+        before = {**saved["request"], "train": asdict(TrainConfig(**saved["request"]["train"]))}
+        if before != request:
+            changed = sorted(k for k in request if before.get(k) != request[k])
             raise RunMismatchError(
                 f"{out_dir}: holds a run started with other settings ({', '.join(changed)}); continue it with "
                 f"`fervid train --resume {out_dir}` or train into another --out"

@@ -180,6 +180,27 @@ def test_train_folder_learns_and_evaluates(stripes: tuple[Path, Path], tmp_path:
     assert report.accuracy >= 0.9, report.to_markdown()
 
 
+def test_a_run_from_before_an_option_existed_resumes_with_its_default(stripes: tuple[Path, Path], tmp_path: Path) -> None:
+    """run.json of a run started before --rotation and --scale-jitter existed: resuming it is not a mismatch."""
+    train_dir, _ = stripes
+    two = TrainConfig(epochs=2, batch_size=8, device="cpu")
+    options = dict(model=TINY, train=two, data=DataOptions(size=SIZE), command="pytest")
+
+    def interrupt(stats: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_folder(train_dir, tmp_path / "run", callbacks=Callbacks(on_epoch=interrupt), **options)
+    run_file = tmp_path / "run" / "run.json"
+    record = json.loads(run_file.read_text())
+    for name in ("rotation", "scale_jitter"):
+        del record["request"]["train"][name]
+    run_file.write_text(json.dumps(record))
+    epochs: list[int] = []
+    train_folder(train_dir, tmp_path / "run", callbacks=Callbacks(on_epoch=lambda s: epochs.append(s.epoch)), **options)
+    assert epochs == [2]  # the run goes on after its first epoch
+
+
 def test_cli_train_then_evaluate(stripes: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FERVID_DATABASE_URL", raising=False)
     train_dir, test_dir = stripes
