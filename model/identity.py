@@ -172,7 +172,10 @@ class _Child:
     @staticmethod
     def _start() -> subprocess.Popen[bytes]:
         # Lower priority before loading anything: a cold job's decoding goes first while the child starts.
-        code = f"import os, runpy; os.nice({CHILD_NICENESS}); runpy.run_module('fervid.model.identity', run_name='__main__')"
+        code = (
+            f"import os, runpy; hasattr(os, 'nice') and os.nice({CHILD_NICENESS}); "  # os.nice: POSIX only
+            "runpy.run_module('fervid.model.identity', run_name='__main__')"
+        )
         return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def _exchange(self, region: FaceRegion) -> np.ndarray:
