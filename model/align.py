@@ -214,7 +214,9 @@ def locate_faces(image: np.ndarray, detector: FaceDetector | None, fallback: Fac
     if detector is None:
         return whole
     if max(height, width) > CROP_SIDE:
-        faces = detector.detect(image) or sorted(fallback.detect(image) if fallback else [], key=lambda f: f.score)[-1:]
+        faces = detector.detect(image)
+        if not faces and fallback is not None:
+            faces = sorted(fallback.detect(image), key=lambda f: f.score)[-1:]  # the likeliest one, if any
         return [Located(image, face, face.box) for face in faces]
     frame, scale, pad = training_frame(image)
     face = central_face(detector.detect(frame), frame.shape)

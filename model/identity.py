@@ -118,7 +118,6 @@ class FaceEmbedder:
         return [self(region) for region in regions]
 
 
-
 #: A request to the identity process: the box (x1, y1, x2, y2), then the image's height, width and channels (0: gray),
 #: then its uint8 pixels. An answer: 1 and the descriptor's float32 bytes, or 0 and an error message.
 _REQUEST = struct.Struct("<4d3I")
@@ -236,7 +235,7 @@ class ProcessEmbedder:
         with self._lock:
             wanted = min(self._most, max(1, len(regions) // MANY_PER_CHILD))
             self._children += [_Child() for _ in range(wanted - len(self._children))]
-            children = self._children[: max(wanted, 1)]
+            children = self._children[:wanted]
         n = len(children)
         with ThreadPoolExecutor(n, thread_name_prefix="fervid-identity") as pool:
             shares = [pool.submit(list, map(child.describe, regions[k::n])) for k, child in enumerate(children)]

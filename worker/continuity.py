@@ -114,7 +114,7 @@ class TrackFaces:
     ) -> tuple[bool, np.ndarray | None]:
         """Whether the track's face changed to another (a new track starts), and the new face's descriptor if
         one was made; ``reference``: the last descriptor of the track's face (else its last face is described)."""
-        if not suspected or self.cuts.threshold >= 1:
+        if not suspected:
             return False, None
         if self.embedder is None:
             return True, None

@@ -364,7 +364,7 @@ def run_segment(
     samples = prefetch(_timed(_samples(job, options, start, end, counts), counts, "decode"), name="fervid-decode")
     with closing(samples):
         path = runtime.job_model(job["model_name"], options.model_path, job["model_sha256"], settings.model_dir)
-        identity = runtime.embedder_soon() if options.identity and job["kind"] == "video" else None
+        identity = runtime.embedder() if options.identity and job["kind"] == "video" else None
         with ThreadPoolExecutor(1, thread_name_prefix="fervid-load") as pool:
             loading = pool.submit(runtime.detector, options.detector, options.detect_size, options.threshold) if options.detector != "none" else None
             model = runtime.classifier(path, job["model_sha256"], settings.device, options.batch_size, SESSION_THREADS)

@@ -6,17 +6,12 @@ from __future__ import annotations
 import functools
 import os
 import socket
-import threading
-from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from fervid.model.detect import FaceDetector, create_detector
 from fervid.model.files import sha256_file
-from fervid.model.identity import Embedder, FaceRegion, ProcessEmbedder
+from fervid.model.identity import ProcessEmbedder
 from fervid.model.infer import Classifier
 from fervid.model.weights import Weights, resolve_model
 
@@ -77,33 +72,7 @@ def detector(name: str, max_side: int, threshold: float) -> FaceDetector:
 
 @functools.lru_cache(maxsize=1)
 def embedder() -> ProcessEmbedder:
-    """The face-identity network, in its own process beside the job's threads (cached per process)."""
+    """The face-identity network, in its own process beside the job's threads (cached per process). It returns at
+    once: the process loads dlib while the job decodes and detects, and the first face described waits for it."""
     return ProcessEmbedder()
 
-
-class _Loading:
-    """An embedder loading in a background thread: each call waits for it (a failed load raises there)."""
-
-    def __init__(self, loading: Future[Embedder]) -> None:
-        self._loading = loading
-
-    def __call__(self, region: FaceRegion) -> np.ndarray:
-        return self._loading.result()(region)
-
-    def many(self, regions: Sequence[FaceRegion]) -> list[np.ndarray]:
-        return self._loading.result().many(regions)
-
-
-def embedder_soon() -> Embedder:
-    """:func:`embedder`, loading in a background thread, so that a cold job decodes and detects meanwhile: the
-    first face described (a track's face that may have changed, or the segment's end) waits for it."""
-    loading: Future[Embedder] = Future()
-
-    def load() -> None:
-        try:
-            loading.set_result(embedder())
-        except BaseException as exc:  # noqa: BLE001 - raised where the embedder is used
-            loading.set_exception(exc)
-
-    threading.Thread(target=load, name="fervid-load-identity", daemon=True).start()
-    return _Loading(loading)
