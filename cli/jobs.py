@@ -237,7 +237,7 @@ def export(
     job: JobId,
     format: Annotated[str, typer.Option("--format", "-f", help="csv|parquet|jsonl")] = "csv",
     per: Annotated[str, typer.Option(help="frame (every row) or second (mean probabilities, dominant label).")] = "frame",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: standard output; parquet needs a file).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default or -: standard output; parquet needs a file).")] = None,
     smoothed: Annotated[bool, typer.Option("--smoothed/--raw", metavar="", help="Readings smoothed over time, or the raw ones.")] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -245,6 +245,7 @@ def export(
     from fervid.db import database
     from fervid.report.export import export_timeline
 
+    output = None if output == Path("-") else output
     count = export_timeline(database(_settings(database_url)), job, format, output, per=per, smoothed=smoothed)
     err_console.print(f"exported {count} rows" + (f" to {output}" if output else ""))
 

@@ -24,7 +24,7 @@ from fervid.model.config import (
     ModelConfig,
     TrainConfig,
 )
-from fervid.settings import get_settings
+from fervid.settings import described, get_settings
 
 console = Console(highlight=False)
 #: The defaults of every network and training option (one source: fervid.model.config).
@@ -210,7 +210,10 @@ def evaluate(
     classes: Classes = None,
     skip_unknown: SkipUnknown = False,
     detect: Detect = None,
-    flip: Annotated[bool, typer.Option(metavar="", help="Average each face's probabilities with its mirror image's.")] = False,
+    flip: Annotated[
+        Optional[bool],
+        typer.Option(metavar="", help=described("flip", "With --model: average each face's probabilities with its mirror image's, as jobs do.")),
+    ] = None,
     crop: Crop = "legacy",
     arch: Arch = MODEL.arch,
     attention: Attention = MODEL.attention,
@@ -241,15 +244,17 @@ def evaluate(
 
     if (model is None) == (protocol is None):
         raise typer.BadParameter("give exactly one of --model or --protocol")
+    settings = handle_errors(get_settings)(flip=flip)
     options = DataOptions(size, _classes(classes), skip_unknown, detect)
     out.mkdir(parents=True, exist_ok=True)
     if model is not None:
         from fervid.model.weights import resolve_model
 
         report = handle_errors(evaluate_checkpoint)(
-            handle_errors(resolve_model)(model), data_dir, data=options, device=device, flip=flip
+            handle_errors(resolve_model)(model), data_dir, data=options, device=device, flip=settings.flip
         )
-        payload, markdown, name = report.to_dict(), report.to_markdown(), "checkpoint"
+        payload = {**report.to_dict(), "params": {"flip": settings.flip}}
+        markdown, name = f"Flip averaging: {'on' if settings.flip else 'off'}\n\n{report.to_markdown()}", "checkpoint"
     else:
         net, config = handle_errors(_configs)(
             arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -280,7 +285,6 @@ def evaluate(
     (out / "report.json").write_text(json.dumps(payload, indent=2))
     (out / "report.md").write_text(markdown + "\n")
     console.print(markdown)
-    settings = get_settings()
     if store or (store is None and settings.database_url):
         from fervid.worker.evaluations import store_report
 

@@ -179,6 +179,14 @@ def test_parquet_without_pyarrow_names_the_extra(cli: CliRunner, folder: Path, m
     assert "pip install 'fervid[parquet]'" in one_line_error(result.output) and "ImportError" not in result.output
 
 
+def test_export_to_dash_writes_standard_output(cli: CliRunner, folder: Path, monkeypatch, tmp_path: Path) -> None:
+    job = cli.invoke(app, ["submit", str(folder), "--detector", "none"]).output.strip().splitlines()[-1]
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["export", "--job", job, "--format", "csv", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("job_id,source_path,") and not (tmp_path / "-").exists()
+
+
 def test_export_into_a_closed_pipe_is_quiet(embedded_settings, tmp_path: Path, monkeypatch) -> None:
     """`fervid export ... | head` closes the pipe early: no "service unavailable", exit 0."""
     import subprocess

@@ -219,7 +219,13 @@ def test_cli_train_then_evaluate(stripes: tuple[Path, Path], tmp_path: Path, mon
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads((out / "report.json").read_text())
     assert report["accuracy"] >= 0.9, evaluated.output
-    assert "Accuracy" in (out / "report.md").read_text()
+    assert report["params"] == {"flip": True}  # as jobs read faces (Settings.flip)
+    assert "Accuracy" in (out / "report.md").read_text() and "Flip averaging: on" in evaluated.output
+    unflipped = runner.invoke(
+        app, ["evaluate", str(test_dir), "--model", str(run / BEST), "--out", str(out), "--device", "cpu", "--no-flip"]
+    )
+    assert unflipped.exit_code == 0, unflipped.output
+    assert json.loads((out / "report.json").read_text())["params"] == {"flip": False}
 
 
 def test_cli_unknown_class_folder_exits_2(tmp_path: Path) -> None:
