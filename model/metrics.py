@@ -5,11 +5,13 @@ or recall whose denominator is zero (a class never predicted, or absent from the
 (NULL in the database, "n/a" in tables), and so is the F1 built on it, so averages over classes are never
 silently wrong (scikit-learn's ``zero_division=np.nan``). Cross-validation reports mean ± sample standard
 deviation (``ddof=1``) of the per-fold accuracies, as the paper reports over its 10 folds, plus metrics pooled
-over every fold's test predictions.
+over every fold's test predictions; two models on the same folds are compared fold by fold
+(:func:`paired_comparison`: a sign test and a paired t-test on the accuracy differences).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -180,3 +182,43 @@ def cross_validation_report(
         std_accuracy=float(accuracies.std(ddof=1)) if len(folds) > 1 else 0.0,
         pooled=ClassificationReport.from_confusion(pooled, classes),
     )
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Model ``a`` against model ``b`` on the same folds: the mean and sample std of the per-fold accuracy
+    differences ``a - b``, the folds ``a`` wins, loses and ties, the exact two-sided sign test's p (ties left
+    out) and the two-sided paired t-test's p."""
+
+    mean_difference: float
+    std_difference: float
+    wins: int
+    losses: int
+    ties: int
+    sign_p: float
+    t_p: float
+
+    def verdict(self, alpha: float = 0.05) -> str:
+        """``"a better"`` or ``"b better"`` where both tests' p are below ``alpha``, else ``"within noise"`` (folds
+        share training images, which makes the t-test alone too ready to rank)."""
+        if max(self.sign_p, self.t_p) >= alpha:
+            return "within noise"
+        return "a better" if self.mean_difference > 0 else "b better"
+
+
+def paired_comparison(a: Sequence[float], b: Sequence[float]) -> PairedComparison:
+    """Compare two models by their accuracies on the same folds (``a[k]`` and ``b[k]`` tested on fold ``k``)."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"need the same folds, at least two, for both models (got {len(a)} and {len(b)})")
+    from scipy import stats
+
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    wins, losses = int((d > 0).sum()), int((d < 0).sum())
+    untied = wins + losses
+    sign_p = min(1.0, 2 * sum(math.comb(untied, i) for i in range(min(wins, losses) + 1)) / 2**untied) if untied else 1.0
+    mean, std = float(d.mean()), float(d.std(ddof=1))
+    if std == 0:
+        t_p = 1.0 if mean == 0 else 0.0  # every fold differs by the same amount: no noise to weigh it against
+    else:
+        t_p = float(2 * stats.t.sf(abs(mean) / (std / math.sqrt(len(d))), len(d) - 1))
+    return PairedComparison(mean, std, wins, losses, len(d) - untied, sign_p, t_p)

@@ -7,12 +7,14 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from fervid.model.metrics import (
     ClassificationReport,
     classification_report,
     confusion_matrix,
     cross_validation_report,
+    paired_comparison,
 )
 
 CLASSES = ["happy", "sad", "anger"]
@@ -121,3 +123,27 @@ def test_cross_validation_single_fold_and_empty() -> None:
     assert cross_validation_report([(Y_TRUE, Y_PRED)], CLASSES).std_accuracy == 0.0
     with pytest.raises(ValueError, match="no fold results"):
         cross_validation_report([], CLASSES)
+
+
+def test_paired_comparison_by_hand() -> None:
+    # Differences a - b: +0.1 on 9 folds, -0.1 on one; one fold tied more would leave the tests unchanged.
+    a, b = [0.9] * 9 + [0.8, 0.7], [0.8] * 9 + [0.9, 0.7]
+    result = paired_comparison(a, b)
+    assert (result.wins, result.losses, result.ties) == (9, 1, 1)
+    assert result.sign_p == pytest.approx(2 * (1 + 10) / 2**10)  # P(at most 1 of 10 fair coins) twice
+    d = np.array(a) - np.array(b)
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(11))
+    assert result.mean_difference == pytest.approx(d.mean()) and result.std_difference == pytest.approx(d.std(ddof=1))
+    assert result.t_p == pytest.approx(2 * stats.t.sf(t, 10)) and result.t_p < 0.05
+    assert result.verdict() == "a better" and paired_comparison(b, a).verdict() == "b better"
+
+
+def test_paired_comparison_noise_and_ties() -> None:
+    noisy = paired_comparison([0.9, 0.8, 0.95, 0.85], [0.85, 0.9, 0.9, 0.8])
+    assert noisy.verdict() == "within noise" and noisy.sign_p == pytest.approx(2 * (1 + 4) / 16)
+    steady = paired_comparison([0.9, 0.95, 0.9], [0.85, 0.88, 0.86])  # t-test p < 0.05, but 3 folds: sign test p 0.25
+    assert steady.t_p < 0.05 and steady.sign_p == pytest.approx(0.25) and steady.verdict() == "within noise"
+    same = paired_comparison([1.0, 0.9], [1.0, 0.9])
+    assert (same.ties, same.sign_p, same.t_p, same.verdict()) == (2, 1.0, 1.0, "within noise")
+    with pytest.raises(ValueError, match="same folds"):
+        paired_comparison([0.9, 0.8], [0.9])
