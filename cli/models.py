@@ -17,6 +17,7 @@ app = typer.Typer(cls=Group, help="Shipped models: list them (no command), or pa
 #: The registry's metrics, as `fervid models` names them.
 METRICS = {
     "val_accuracy": "validation",
+    "val_accuracy_flip": "validation, with flip averaging (as jobs and evaluate read faces)",
     "pipeline_accuracy": "end to end (faces in frames, found by CenterFace)",
     "posed_pipeline_accuracy": "end to end on posed faces of unseen people (CK+)",
     "cv10_accuracy": "random 10-fold",

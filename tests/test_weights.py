@@ -73,3 +73,10 @@ def test_wheel_carries_weights_cards_and_migrations(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert str(site) in result.stderr  # the installed wheel, not the checkout
     assert weights.DEFAULT.value.sha256[:12] in result.stdout
+
+
+@pytest.mark.parametrize("model", shipped_models(), ids=lambda m: m.name)
+def test_fervid_models_shows_every_registered_figure(model: weights.ShippedModel) -> None:
+    from fervid.cli.models import METRICS
+
+    assert set(model.metrics) <= set(METRICS), f"`fervid models` would leave out {set(model.metrics) - set(METRICS)}"
