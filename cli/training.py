@@ -66,6 +66,11 @@ Init = Annotated[
     Optional[str],
     typer.Option(help="Start from this checkpoint's weights (a shipped name or a path); shared classes keep their outputs."),
 ]
+Teacher = Annotated[
+    Optional[str],
+    typer.Option(help="Distil from this trained checkpoint (a shipped name or a path): its predictions on each batch join the targets."),
+]
+Distill = Annotated[float, typer.Option(min=0.0, max=1.0, help="With --teacher: the teacher's share of each target, the labels' the rest.")]
 Seed = Annotated[int, typer.Option(help="Random seed: initial weights, batch order, augmentation, splits.")]
 Device = Annotated[str, typer.Option(help="auto|cpu|cuda")]
 ValFraction = Annotated[
@@ -149,6 +154,8 @@ def train(
     scale_jitter: ScaleJitter = TRAIN.scale_jitter,
     mixup: Mixup = TRAIN.mixup,
     init: Init = TRAIN.init,
+    teacher: Teacher = TRAIN.teacher,
+    distill: Distill = TRAIN.distill,
     seed: Seed = TRAIN.seed,
     device: Device = TRAIN.device,
     precision: Precision = TRAIN.precision,
@@ -170,7 +177,8 @@ def train(
     model, config = handle_errors(_configs)(
         arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         optimizer=optimizer, schedule=schedule, label_smoothing=smoothing, class_weighted=weighted, erasing=erasing,
-        rotation=rotation, scale_jitter=scale_jitter, mixup=mixup, init=init, seed=seed, device=device, precision=precision,
+        rotation=rotation, scale_jitter=scale_jitter, mixup=mixup, init=init, teacher=teacher,
+        distill=distill, seed=seed, device=device, precision=precision,
     )  # fmt: skip
     with _progress() as progress:
         bars = _Bars(progress)
@@ -232,6 +240,8 @@ def evaluate(
     scale_jitter: ScaleJitter = TRAIN.scale_jitter,
     mixup: Mixup = TRAIN.mixup,
     init: Init = TRAIN.init,
+    teacher: Teacher = TRAIN.teacher,
+    distill: Distill = TRAIN.distill,
     seed: Seed = TRAIN.seed,
     device: Device = TRAIN.device,
     precision: Precision = TRAIN.precision,
@@ -259,7 +269,8 @@ def evaluate(
         net, config = handle_errors(_configs)(
             arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             optimizer=optimizer, schedule=schedule, label_smoothing=smoothing, class_weighted=weighted, erasing=erasing,
-            rotation=rotation, scale_jitter=scale_jitter, mixup=mixup, init=init, seed=seed, device=device, precision=precision,
+            rotation=rotation, scale_jitter=scale_jitter, mixup=mixup, init=init, teacher=teacher,
+        distill=distill, seed=seed, device=device, precision=precision,
         )  # fmt: skip
         with _progress() as progress:
             bars = _Bars(progress)

@@ -66,6 +66,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # one of PRECISIONS; on CUDA float16 autocast always
     init: str | None = None  # checkpoint whose weights the network starts from (fine-tuning); None: random
+    teacher: str | None = None  # checkpoint whose predictions join the targets (knowledge distillation); None: off
+    distill: float = 0.5  # with a teacher: its predictions' share of each target, the labels' being the rest
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -77,5 +79,7 @@ class TrainConfig:
                 raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
         if not (0 <= self.rotation <= 180 and self.scale_jitter >= 0):
             raise ValueError(f"rotation must be 0-180 degrees and scale jitter >= 0 (got {self.rotation}, {self.scale_jitter})")
+        if not 0 < self.distill <= 1:
+            raise ValueError(f"the teacher's share of the targets (distill) must be in (0, 1], got {self.distill}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"epochs, batch size and learning rate must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")

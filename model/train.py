@@ -1,6 +1,6 @@
 """Training on in-memory image sets: Adam (lr 0.0005, the paper's), AdamW or SGD with Nesterov momentum, constant
 or cosine schedule, batch augmentation, label smoothing, soft labels (per-image label distributions), mixup,
-bf16 autocast with channels_last on CPUs that run it faster (picked by a short measurement), a best-on-validation
+knowledge distillation from a trained teacher, bf16 autocast with channels_last on CPUs that run it faster (picked by a short measurement), a best-on-validation
 checkpoint (accuracy, ties broken by the lower loss), and exact resumption from the last finished epoch (model,
 optimiser, schedule and random state)."""
 
@@ -174,6 +174,41 @@ def initial_weights(model: nn.Module, model_config: ModelConfig, classes: list[s
     return {"model": init, "sha256": sha256_file(path), "shared_classes": [classes[new] for new, _ in pairs]}
 
 
+class Teacher:
+    """A trained network whose predictions on each training batch join the targets: knowledge distillation as in
+    "Knowledge distillation: A good teacher is patient and consistent" (Beyer et al., CVPR 2022), the teacher
+    seeing exactly the augmented (and mixed) images the student sees, at temperature 1.
+
+    Its outputs are mapped to the student's classes by name (every student class must be one of the teacher's;
+    the probabilities of the teacher's other classes are dropped and the rest renormalised). ``provenance`` is what
+    a checkpoint records: the teacher, its sha256 and whether its crop definition is the student's images'.
+    """
+
+    def __init__(self, name: str, classes: list[str], input_size: int, preprocessing: dict[str, Any], device: torch.device) -> None:
+        path = resolve_model(name)
+        source = load_checkpoint(path)
+        rows = {canonical(c): i for i, c in enumerate(source.classes)}
+        missing = [c for c in classes if canonical(c) not in rows]
+        if missing:
+            raise ValueError(f"{name}: the teacher has no output for {', '.join(missing)} (its classes: {', '.join(source.classes)})")
+        if source.input_size != input_size or source.config.in_chans != 1:
+            raise ValueError(f"{name}: the teacher reads {source.input_size} px faces, the training images are {input_size} px")
+        self.model = source.build().to(device).eval()
+        self.rows = torch.tensor([rows[canonical(c)] for c in classes], device=device)
+        self.provenance = {
+            "model": name,
+            "sha256": sha256_file(path),
+            "same_crop": source.preprocessing.get("crop") == preprocessing.get("crop"),
+        }
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, autocast: torch.dtype | None) -> torch.Tensor:
+        """The teacher's distributions over the student's classes for the batch ``x``."""
+        with torch.autocast(x.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            probs = torch.softmax(self.model(x).float(), dim=1)[:, self.rows]
+        return probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
+
+
 def _targets(train_set: ImageSet, num_classes: int) -> torch.Tensor:
     """Per-image target distributions: the soft labels where the set has them, else one-hot."""
     if train_set.soft is not None:
@@ -234,6 +269,13 @@ def fit(
         init = None  # where the weights started: kept in last.pt, so that a resumed run records it too
         if config.init:
             init = state.get("init") if state is not None else initial_weights(model, model_config, train_set.classes, config.init)
+        teacher = None
+        if config.teacher:
+            teacher = Teacher(config.teacher, train_set.classes, int(train_set.x.shape[-1]), preprocessing or PREPROCESSING, device)
+            teacher.model.to(memory_format=memory_format)
+            started_with = (state or {}).get("teacher")
+            if started_with and started_with["sha256"] != teacher.provenance["sha256"]:
+                raise ValueError(f"{config.teacher}: not the teacher this run started with (sha256 {started_with['sha256'][:12]}…)")
         if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -264,6 +306,8 @@ def fit(
                     mate = torch.randperm(len(idx), generator=generator).to(device)
                     xb, tb = lam * xb + (1 - lam) * xb[mate], lam * tb + (1 - lam) * tb[mate]
                 xb = xb.contiguous(memory_format=memory_format)
+                if teacher is not None:
+                    tb = (1 - config.distill) * tb + config.distill * teacher(xb, autocast)
                 with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
                     logits = model(xb)
                 loss = soft_cross_entropy(logits.float(), tb, config.label_smoothing, weights)
@@ -302,6 +346,7 @@ def fit(
                     training={
                         **(training_info or {}),
                         **({"init": init} if init else {}),
+                        **({"teacher": teacher.provenance} if teacher else {}),
                         "train_config": asdict(config),
                         "precision": precision,
                         "epoch": epoch + 1,
@@ -326,6 +371,7 @@ def fit(
                     "best_loss": best_loss,
                     "history": history,
                     "init": init,
+                    "teacher": teacher.provenance if teacher else None,
                 },
                 last_path.with_suffix(".tmp"),
             )

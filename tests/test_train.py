@@ -21,10 +21,11 @@ from fervid.model import experiment
 from fervid.model.checkpoint import load_checkpoint
 from fervid.model.data import ImageSet
 from fervid.model.experiment import Callbacks, DataOptions, cross_validate, evaluate_checkpoint, train_folder
+from fervid.model.files import sha256_file
 from fervid.model.lock import LOCK
 from fervid.model.network import ModelConfig, build_model
 from fervid.model.package import model_card
-from fervid.model.train import BEST, LAST, TrainConfig, fit, initial_weights
+from fervid.model.train import BEST, LAST, Teacher, TrainConfig, fit, initial_weights
 
 SIZE = 48
 TINY = ModelConfig(width=0.125)
@@ -178,6 +179,44 @@ def test_train_folder_learns_and_evaluates(stripes: tuple[Path, Path], tmp_path:
     assert report.classes == ["happy", "sad"]
     assert sum(map(sum, report.confusion)) == 60
     assert report.accuracy >= 0.9, report.to_markdown()
+
+
+def test_a_student_learns_from_its_teacher_against_wrong_labels(stripes: tuple[Path, Path], tmp_path: Path) -> None:
+    """Distillation: a student whose folders name every class wrongly, its targets all teacher (distill 1), reads
+    the held-out images as the teacher does; the teacher's outputs are mapped by class name and recorded."""
+    train_dir, test_dir = stripes
+    fast = TrainConfig(epochs=4, batch_size=8, lr=2e-3, device="cpu", precision="fp32")
+    teacher = train_folder(train_dir, tmp_path / "teacher", model=TINY, train=fast, data=DataOptions(size=SIZE), command="pytest")
+    assert evaluate_checkpoint(teacher.best_path, test_dir, device="cpu").accuracy >= 0.9
+    swapped = tmp_path / "swapped"  # horizontal stripes filed as sadness, vertical as happiness
+    swapped.mkdir()
+    (swapped / "sadness").symlink_to(train_dir / "happiness")
+    (swapped / "happiness").symlink_to(train_dir / "sadness")
+
+    # no validation images (the last epoch is kept): the swapped folders would select the epoch that learned least
+    student = train_folder(swapped, tmp_path / "student", model=TINY, data=DataOptions(size=SIZE), command="pytest", val_fraction=0,
+                           train=replace(fast, teacher=str(teacher.best_path), distill=1.0))  # fmt: skip
+    assert evaluate_checkpoint(student.best_path, test_dir, device="cpu").accuracy >= 0.9
+    recorded = load_checkpoint(student.best_path).training["teacher"]
+    assert recorded == {"model": str(teacher.best_path), "sha256": sha256_file(teacher.best_path), "same_crop": True}
+    with pytest.raises(ValueError, match="distill"):
+        replace(fast, teacher=str(teacher.best_path), distill=0.0)
+
+    ckpt = load_checkpoint(teacher.best_path)  # classes happy, sad
+    x = torch.from_numpy(_image_set(6).x)
+    mapped = Teacher(str(teacher.best_path), ["sad", "happy"], SIZE, ckpt.preprocessing, torch.device("cpu"))(x, None)
+    expected = torch.softmax(ckpt.build().eval()(x), dim=1)
+    torch.testing.assert_close(mapped, expected[:, [1, 0]])
+    with pytest.raises(ValueError, match="no output for neutral"):
+        Teacher(str(teacher.best_path), ["happy", "neutral"], SIZE, ckpt.preprocessing, torch.device("cpu"))
+    # a resumed run goes on with the teacher it started with, or not at all
+    tiny = ModelConfig(num_classes=2, width=0.125)
+    one = replace(fast, epochs=1, teacher=str(teacher.best_path), distill=0.5)
+    fit(tiny, _image_set(16), None, one, tmp_path / "resumed")
+    other = tmp_path / "other.pt"
+    other.write_bytes(student.best_path.read_bytes())
+    with pytest.raises(ValueError, match="not the teacher this run started with"):
+        fit(tiny, _image_set(16), None, replace(one, epochs=2, teacher=str(other)), tmp_path / "resumed")
 
 
 def test_a_run_from_before_an_option_existed_resumes_with_its_default(stripes: tuple[Path, Path], tmp_path: Path) -> None:
