@@ -184,7 +184,15 @@ class Teacher:
     a checkpoint records: the teacher, its sha256 and whether its crop definition is the student's images'.
     """
 
-    def __init__(self, name: str, classes: list[str], input_size: int, preprocessing: dict[str, Any], device: torch.device) -> None:
+    def __init__(
+        self,
+        name: str,
+        classes: list[str],
+        input_size: int,
+        preprocessing: dict[str, Any],
+        device: torch.device,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
         path = resolve_model(name)
         source = load_checkpoint(path)
         rows = {canonical(c): i for i, c in enumerate(source.classes)}
@@ -192,8 +200,11 @@ class Teacher:
         if missing:
             raise ValueError(f"{name}: the teacher has no output for {', '.join(missing)} (its classes: {', '.join(source.classes)})")
         if source.input_size != input_size or source.config.in_chans != 1:
-            raise ValueError(f"{name}: the teacher reads {source.input_size} px faces, the training images are {input_size} px")
-        self.model = source.build().to(device).eval()
+            raise ValueError(
+                f"{name}: the teacher reads {source.input_size} px faces in {source.config.in_chans} channel(s), "
+                f"the training images are {input_size} px gray"
+            )
+        self.model = source.build().to(device, memory_format=memory_format).eval()
         self.rows = torch.tensor([rows[canonical(c)] for c in classes], device=device)
         self.provenance = {
             "model": name,
@@ -271,8 +282,9 @@ def fit(
             init = state.get("init") if state is not None else initial_weights(model, model_config, train_set.classes, config.init)
         teacher = None
         if config.teacher:
-            teacher = Teacher(config.teacher, train_set.classes, int(train_set.x.shape[-1]), preprocessing or PREPROCESSING, device)
-            teacher.model.to(memory_format=memory_format)
+            teacher = Teacher(
+                config.teacher, train_set.classes, int(train_set.x.shape[-1]), preprocessing or PREPROCESSING, device, memory_format
+            )
             started_with = (state or {}).get("teacher")
             if started_with and started_with["sha256"] != teacher.provenance["sha256"]:
                 raise ValueError(f"{config.teacher}: not the teacher this run started with (sha256 {started_with['sha256'][:12]}…)")
