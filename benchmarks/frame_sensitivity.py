@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_accuracy import DATASETS, FACE_SIDES, MIN_FRAME, sample_images  # noqa: E402
+from pipeline_accuracy import DATASETS, FACE_SIDES, MIN_FRAME, nearest_holding, sample_images  # noqa: E402
 
 from fervid.model.align import FRAME_PAD, FRAME_SCALE, FaceCropper, Located, locate_faces  # noqa: E402
 from fervid.model.data import read_image  # noqa: E402
@@ -73,12 +73,8 @@ def place(
 
 def at(located: list[Located], centre: tuple[float, float]) -> Located | None:
     """The located face whose box holds ``centre``, the nearest one if several do."""
-    holding = [f for f in located if f.box[0] <= centre[0] <= f.box[2] and f.box[1] <= centre[1] <= f.box[3]]
-    return min(
-        holding,
-        key=lambda f: ((f.box[0] + f.box[2]) / 2 - centre[0]) ** 2 + ((f.box[1] + f.box[3]) / 2 - centre[1]) ** 2,
-        default=None,
-    )
+    i = nearest_holding([f.box for f in located], centre)
+    return None if i is None else located[i]
 
 
 def find(faces: list[np.ndarray], detector: FaceDetector, fallback: FaceDetector | None, **how: Any) -> Found:

@@ -56,7 +56,12 @@ def sample_images(root: Path, classes: list[str] | None, count: int, seed: int =
     """A fixed random sample of ``count`` labelled images (canonical class names) of a class-folder tree."""
     from fervid.model.data import class_folders, list_images
 
-    files = [(p, name) for name, folders in class_folders(root, classes, skip_unknown=True).items() for f in folders for p in list_images(f)]
+    files = [
+        (p, name)
+        for name, folders in class_folders(root, classes, skip_unknown=True).items()
+        for f in folders
+        for p in list_images(f)
+    ]
     order = np.random.default_rng(seed).permutation(len(files))[:count]
     return [files[i] for i in sorted(order)]
 
@@ -104,23 +109,37 @@ def run_job(
     for name in ("FERVID_DATABASE_URL", "FERVID_BROKER_URL"):
         env.pop(name, None)
     started = time.perf_counter()
-    done = subprocess.run([str(Path(sys.executable).with_name("fervid")), "submit", str(folder)], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("fervid")), "submit", str(folder)], env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"fervid submit {folder} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     job_id = int(done.stdout.strip().splitlines()[-1])
     with sqlite3.connect(data_dir / "fervid.db") as db:
-        rows = db.execute("SELECT source_path, label, truth, x1, y1, x2, y2 FROM detections WHERE job_id = ?", (job_id,)).fetchall()
-    placed: dict[str, tuple[float, bool]] = {}
-    for source, label, truth, x1, y1, x2, y2 in rows:
-        stem = Path(source).stem
-        cx, cy = centres[stem]
-        if not (x1 <= cx <= x2 and y1 <= cy <= y2):
-            continue
-        distance = ((x1 + x2) / 2 - cx) ** 2 + ((y1 + y2) / 2 - cy) ** 2
-        if stem not in placed or distance < placed[stem][0]:
-            placed[stem] = (distance, label == truth)
-    return {stem: correct for stem, (_, correct) in placed.items()}, seconds
+        rows = db.execute(
+            "SELECT source_path, label, truth, x1, y1, x2, y2 FROM detections WHERE job_id = ?", (job_id,)
+        ).fetchall()
+    by_frame: dict[str, list[tuple]] = defaultdict(list)
+    for row in rows:
+        by_frame[Path(row[0]).stem].append(row)
+    found = {}
+    for stem, detections in by_frame.items():
+        i = nearest_holding([d[3:] for d in detections], centres[stem])
+        if i is not None:
+            found[stem] = detections[i][1] == detections[i][2]
+    return found, seconds
+
+
+def nearest_holding(boxes: list[tuple[float, float, float, float]], centre: tuple[float, float]) -> int | None:
+    """The index of the box that holds ``centre``, the one whose centre is nearest if several do; ``None``: none."""
+    cx, cy = centre
+    holding = [
+        (((x1 + x2) / 2 - cx) ** 2 + ((y1 + y2) / 2 - cy) ** 2, i)
+        for i, (x1, y1, x2, y2) in enumerate(boxes)
+        if x1 <= cx <= x2 and y1 <= cy <= y2
+    ]
+    return min(holding)[1] if holding else None
 
 
 def direct_readings(model: str, images: list[tuple[Path, str]], flip: bool, work: Path) -> dict[str, bool]:
@@ -180,8 +199,11 @@ def main() -> None:
         f"±15 %, JPEG 60–95; rolled uniformly within ±roll), run through `fervid submit`; flip averaging "
         f"{'on' if args.flip else 'off'} on both sides. Direct: the model on the original crops.",
         "",
-        "| model | dataset | roll | direct | direct, flip " + ("off" if args.flip else "on") + " | "
-        + " | ".join(f"{d} | gap | found | on found: {d} / direct | gap" for d in detectors) + " |",
+        "| model | dataset | roll | direct | direct, flip "
+        + ("off" if args.flip else "on")
+        + " | "
+        + " | ".join(f"{d} | gap | found | on found: {d} / direct | gap" for d in detectors)
+        + " |",
         "|---|---|---:|---:|---:|" + "---:|" * (5 * len(detectors)),
     ]
     summary: dict[str, dict] = defaultdict(dict)
