@@ -7,10 +7,12 @@
 Each labelled face crop of the set is read as an image job reads a photo — the production detector (with the job's
 photo floor), :func:`~fervid.model.align.locate_faces` and the model's own crop definition, in process — from frames
 built with one more change per row: the crop itself (``fervid evaluate``'s path); the face upscaled 3× in a black
-border (training's own frame, :func:`~fervid.model.align.training_frame`); the same in a reflected border; the face
+border (:func:`~fervid.model.align.training_frame`: a black-context model's training frame); the same in a reflected
+border; the face
 at a random side of 100–300 px and position, in a black and in a reflected border; then brightness and contrast
 ±15 %; then JPEG quality 60–95 (``pipeline_accuracy.py``'s frames, upright). Two more rows split the reflected 3×
-frame: CenterFace's landmarks from one frame with the pixels of the other. A frame is read at the detection whose
+frame: CenterFace's landmarks from one frame with the pixels of the other (the first: a reflect-context model's
+training frame). A frame is read at the detection whose
 box holds the face's centre (the nearest if several); none counts as wrong. Flip averaging as jobs do (``--no-flip``:
 off).
 """
@@ -135,14 +137,14 @@ def main() -> None:
             predicted = predict_probabilities(network, x, torch.device("cpu"), flip=args.flip).argmax(1)
             return f"{sum(checkpoint.classes[p] == labels[i] for i, p in zip(found, predicted)) / len(faces):6.1%}"
 
-        direct = [(locate_faces(face, detector)[0], face) for face in faces]
+        direct = [(locate_faces(face, detector, context=cropper.context)[0], face) for face in faces]
         black = find(faces, detector, fallback, border=BLACK, sized=False)
         reflect = find(faces, detector, fallback, border=REFLECT, sized=False)
         rows = [
             ("the crops (direct)", accuracy(cut(cropper, direct))),
-            ("3× in a black border (training's frame)", accuracy(cut(cropper, black))),
+            ("3× in a black border (training's frame, black context)", accuracy(cut(cropper, black))),
             ("3× in a reflected border", accuracy(cut(cropper, reflect))),
-            ("  landmarks of the black frame, pixels of the reflected one", accuracy(cut(cropper, black, reflect))),
+            ("  landmarks of the black frame, pixels of the reflected one (reflect)", accuracy(cut(cropper, black, reflect))),
             ("  landmarks of the reflected frame, pixels of the black one", accuracy(cut(cropper, reflect, black))),
         ]
         rows += [(name, accuracy(cut(cropper, find(faces, detector, fallback, **how)))) for name, how in SIZED]

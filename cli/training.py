@@ -16,6 +16,7 @@ from fervid.cli.errors import handle_errors
 from fervid.model.config import (
     ARCHS,
     ATTENTIONS,
+    CROP_CONTEXTS,
     CROP_MODES,
     OPTIMIZERS,
     POSITIONS,
@@ -55,6 +56,13 @@ Crop = Annotated[
     typer.Option(
         help=f"{'|'.join(CROP_MODES)}. aligned: cut every image with CenterFace and the calibrated crop, as jobs do; calibrated: train on the "
         "images as they are, record the crop that reproduces their framing; legacy: box plus 20 % margin."
+    ),
+]
+Context = Annotated[
+    str,
+    typer.Option(
+        help=f"{'|'.join(CROP_CONTEXTS)}: what surrounds a face crop where its aligned crop reaches beyond it (with --crop aligned or "
+        "calibrated; recorded in the crop definition); reflect: the crop's mirror image, as real surroundings continue a face."
     ),
 ]
 SoftLabels = Annotated[
@@ -136,6 +144,7 @@ def train(
     classes: Classes = None,
     skip_unknown: SkipUnknown = False,
     crop: Crop = "aligned",
+    context: Context = "black",
     soft_labels: SoftLabels = None,
     arch: Arch = MODEL.arch,
     attention: Attention = MODEL.attention,
@@ -187,7 +196,7 @@ def train(
             out,
             model=model,
             train=config,
-            data=DataOptions(size, _classes(classes), skip_unknown, soft_labels=soft_labels),
+            data=handle_errors(DataOptions)(size, _classes(classes), skip_unknown, soft_labels=soft_labels, context=context),
             val_dir=val,
             val_fraction=val_fraction,
             crop=crop,
@@ -223,6 +232,7 @@ def evaluate(
         typer.Option(metavar="", help=described("flip", "With --model: average each face's probabilities with its mirror image's, as jobs do.")),
     ] = None,
     crop: Crop = "legacy",
+    context: Context = "black",
     arch: Arch = MODEL.arch,
     attention: Attention = MODEL.attention,
     position: Position = MODEL.position,
@@ -255,7 +265,7 @@ def evaluate(
     if (model is None) == (protocol is None):
         raise typer.BadParameter("give exactly one of --model or --protocol")
     settings = handle_errors(get_settings)(flip=flip)
-    options = DataOptions(size, _classes(classes), skip_unknown, detect)
+    options = handle_errors(DataOptions)(size, _classes(classes), skip_unknown, detect, context=context)
     out.mkdir(parents=True, exist_ok=True)
     if model is not None:
         from fervid.model.weights import resolve_model

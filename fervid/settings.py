@@ -40,7 +40,7 @@ class Settings:
     database_url: str | None = None
     broker_url: str | None = None
     result_backend: str | None = None
-    model: str = "ferplus-ck-csa-kd"  # the shipped model with the best end-to-end accuracy (README: Shipped models)
+    model: str = "ferplus-ck-csa-kd-reflect"  # the shipped model with the best end-to-end accuracy (README: Shipped models)
     model_dir: Path | None = None  # where workers find custom checkpoints by file name (e.g. shared storage)
     detector: str = "centerface"
     sample_fps: float = 5.0

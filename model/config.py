@@ -16,6 +16,14 @@ SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 #: How training defines the face crop (:func:`fervid.model.experiment.calibrated`).
 CROP_MODES: tuple[str, ...] = ("aligned", "calibrated", "legacy")
+#: What surrounds a face crop where its aligned crop reaches beyond it (:class:`fervid.model.align.CropSpec`).
+CROP_CONTEXTS: tuple[str, ...] = ("black", "reflect")
+
+
+def check_context(context: str) -> None:
+    """Raise ``ValueError`` unless ``context`` is one of :data:`CROP_CONTEXTS`."""
+    if context not in CROP_CONTEXTS:
+        raise ValueError(f"unknown crop context {context!r}; choose one of: {', '.join(CROP_CONTEXTS)}")
 
 
 @dataclass(frozen=True)

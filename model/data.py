@@ -160,7 +160,7 @@ def soft_labels(path: str | Path, images: ImageSet) -> tuple[np.ndarray, int]:
 def face_input(image: np.ndarray, detector: FaceDetector | None, cropper: FaceCropper) -> tuple[np.ndarray, bool]:
     """The gray crop of an image's face (the largest one found; the whole image when none is) and whether a face
     was found: the same :func:`~fervid.model.align.locate_faces` and crop as image jobs."""
-    located = locate_faces(image, detector)
+    located = locate_faces(image, detector, context=cropper.context)
     if not located:
         return cropper(image, None), False
     best = max(located, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))

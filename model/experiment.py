@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from fervid.model.align import CropSpec, FaceCropper, calibrate
 from fervid.model.checkpoint import Checkpoint, load_checkpoint
-from fervid.model.config import CROP_MODES
+from fervid.model.config import CROP_MODES, check_context
 from fervid.model.data import ImageSet, class_folders, list_images, load_image_folder, read_image, soft_labels
 from fervid.model.detect import DETECTORS, FaceDetector, create_detector
 from fervid.model.infer import resolve_device
@@ -41,6 +41,7 @@ class DataOptions:
     ``detector`` ``None``: every image is the face, framed by ``crop`` (``None``: as it is); with a detector,
     faces are located and cut out as jobs do (:func:`~fervid.model.data.face_input`) with ``crop``.
     ``soft_labels``: a CSV of per-image label distributions (:func:`~fervid.model.data.soft_labels`).
+    ``context``: what surrounds a face crop in its frame, for the crop definition :func:`calibrated` makes.
     """
 
     size: int = 128
@@ -49,6 +50,10 @@ class DataOptions:
     detector: str | None = None
     crop: CropSpec | None = None
     soft_labels: str | Path | None = None
+    context: str = "black"
+
+    def __post_init__(self) -> None:
+        check_context(self.context)
 
     def load(self, root: str | Path, on_skip: Callable[[str], None] | None = None) -> ImageSet:
         detector = production_detector(self.detector) if self.detector else None
@@ -76,12 +81,15 @@ def calibrated(data: DataOptions, root: str | Path, mode: str, seed: int = 0) ->
     if mode not in CROP_MODES:
         raise ValueError(f"unknown crop mode {mode!r}; choose one of: {', '.join(CROP_MODES)}")
     if mode == "legacy":
+        if data.context != "black":
+            raise ValueError(f"a crop context ({data.context}) needs a crop definition: --crop aligned or calibrated")
         return data, {}
     files = [p for folders in class_folders(root, data.classes, data.skip_unknown).values() for f in folders for p in list_images(f)]
     sample = np.random.default_rng(seed).permutation(len(files))[:CALIBRATION_IMAGES]
     spec, report = calibrate((read_image(files[i]) for i in sample), {name: production_detector(name) for name in DETECTORS})
     detector = "centerface" if mode == "aligned" else None
-    return DataOptions(data.size, data.classes, data.skip_unknown, detector, spec, data.soft_labels), report
+    spec = replace(spec, context=data.context)
+    return replace(data, detector=detector, crop=spec), report
 
 
 @dataclass
@@ -179,13 +187,15 @@ def train_folder(
         "train": asdict(train),
         "data": {"size": data.size, "classes": list(data.classes) if data.classes else None,
                  "skip_unknown": data.skip_unknown,
-                 "soft_labels": str(Path(data.soft_labels).resolve()) if data.soft_labels else None},
+                 "soft_labels": str(Path(data.soft_labels).resolve()) if data.soft_labels else None,
+                 "context": data.context},
     }  # fmt: skip
     run_file = out_dir / RUN_FILE
     if run_file.exists():
         saved = json.loads(run_file.read_text())
         # A run started before an option existed ran with its default: compare the settings as they are now read.
-        before = {**saved["request"], "train": asdict(TrainConfig(**saved["request"]["train"]))}
+        before = {**saved["request"], "train": asdict(TrainConfig(**saved["request"]["train"])),
+                  "data": {"context": "black", **saved["request"]["data"]}}  # fmt: skip
         if before != request:
             changed = sorted(k for k in request if before.get(k) != request[k])
             raise RunMismatchError(
@@ -194,7 +204,7 @@ def train_folder(
             )
         spec = CropSpec.from_dict(saved["crop_spec"]) if saved.get("crop_spec") else None
         detector = "centerface" if crop == "aligned" else None
-        data = DataOptions(data.size, data.classes, data.skip_unknown, detector, spec, data.soft_labels)
+        data = replace(data, detector=detector, crop=spec)
         calibration = saved.get("calibration", {})
         command = saved.get("command", command)
     else:

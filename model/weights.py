@@ -108,6 +108,17 @@ class Weights(Enum):
         command="fervid train ~/mix/train --val ~/mix/val --out ~/.local/share/fervid/runs/ferplus-ck-kd --size 48 --width 0.5 --crop aligned --soft-labels ../shared/datasets/ferplus/votes.csv --teacher ferplus-ck-csa-w1 --distill 0.5 --optimizer sgd --lr 0.01 --weight-decay 1e-4 --schedule cosine --epochs 34 --batch-size 64 --rotation 10 --scale-jitter 0.1 --precision auto",
         metrics={"val_accuracy": 0.8177, "val_accuracy_flip": 0.826, "pipeline_accuracy": 0.815, "posed_pipeline_accuracy": 0.848},
     )
+    FERPLUS_CK_CSA_KD_REFLECT = ShippedModel(
+        name="ferplus-ck-csa-kd-reflect",
+        file="ferplus-ck-csa-kd-reflect.pt",
+        sha256="bbcd4050d37577c62a1503c621895328763dc7fb6fb228f14dbb615d4a5a2fb6",
+        classes=("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
+        input_size=48,
+        width=0.5,
+        data="FER+ train with the posed CK+ faces of 94 of its 118 subjects (benchmarks/mixed_set.py), face crops framed in their reflection, fine-tuned from ferplus-ck-csa-kd while distilling ferplus-ck-csa-w1; selected on FER+ val with the other 24 subjects",
+        command="fervid train ~/mix/train --val ~/mix/val --out ~/.local/share/fervid/runs/kd-ft-reflect --size 48 --width 0.5 --crop aligned --context reflect --soft-labels ../shared/datasets/ferplus/votes.csv --init ferplus-ck-csa-kd --teacher ferplus-ck-csa-w1 --distill 0.5 --optimizer sgd --lr 0.002 --weight-decay 1e-4 --schedule cosine --epochs 8 --batch-size 64 --rotation 10 --scale-jitter 0.1 --precision auto",
+        metrics={"val_accuracy": 0.8234, "val_accuracy_flip": 0.8263, "pipeline_accuracy": 0.821, "posed_pipeline_accuracy": 0.857},
+    )
     CKPLUS_CSA = ShippedModel(
         name="ckplus-csa",
         file="ckplus-csa.pt",

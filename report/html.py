@@ -227,7 +227,8 @@ def _crop(params: dict[str, Any]) -> str | None:
     (lx, ly), (rx, _), (mx, my) = crop["template"]
     return (
         f"aligned: eyes at ({lx:.2f}, {ly:.2f}) and ({rx:.2f}, {ly:.2f}), mouth at ({mx:.2f}, {my:.2f}) of a "
-        f"{size} px square (landmarks; calibrated box rule for detectors without them)"
+        f"{size} px square (landmarks; calibrated box rule for detectors without them; face crops in a "
+        f"{'reflected' if crop.get('context') == 'reflect' else 'black'} border)"
     )
 
 

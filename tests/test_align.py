@@ -104,8 +104,58 @@ def test_legacy_definition_is_the_old_margin_crop() -> None:
 def test_spec_round_trip_and_version_check() -> None:
     spec = CropSpec(((0.3, 0.4), (0.7, 0.4), (0.5, 0.8)), {"haar": (0.0, 0.05, 1.1), "none": (0.0, 0.0, 1.0)})
     assert CropSpec.from_dict(spec.to_dict()) == spec
+    # a black context is written as version 1 was, so that the records of older checkpoints stay what they were
+    assert spec.to_dict()["version"] == 1 and "context" not in spec.to_dict() and spec.context == "black"
+    reflect = CropSpec(spec.template, spec.boxes, "reflect")
+    assert reflect.to_dict()["version"] == 2 and CropSpec.from_dict(reflect.to_dict()) == reflect
     with pytest.raises(ValueError, match="version"):
         CropSpec.from_dict({**spec.to_dict(), "version": 99})
+    with pytest.raises(ValueError, match="context"):
+        CropSpec(spec.template, context="zeros")
+
+
+def test_model_card_states_the_crop_context() -> None:
+    from fervid.model.package import crop_description
+
+    spec = CropSpec(((0.3, 0.4), (0.7, 0.4), (0.5, 0.8)), {"none": (0.0, 0.0, 1.0)})
+    for context, words in (("black", "with black around them"), ("reflect", "with their reflection around them")):
+        preprocessing = {"crop": CropSpec(spec.template, spec.boxes, context).to_dict()}
+        assert words in crop_description(preprocessing, {"crop_mode": "aligned"})
+
+
+class _FixedDetector:
+    """Finds one face, with landmarks, in the middle of any frame, and keeps the frames it was shown."""
+
+    name, concurrent = "centerface", True
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        self.frames.append(frame.copy())
+        h, w = frame.shape[:2]
+        points = ((0.42, 0.45), (0.58, 0.45), (0.5, 0.52), (0.45, 0.6), (0.55, 0.6))
+        return [Detection((0.3 * w, 0.3 * h, 0.7 * w, 0.7 * h), 0.9, tuple((x * w, y * h) for x, y in points))]
+
+
+def test_reflect_context_cuts_the_black_frames_detection_from_the_reflected_frame() -> None:
+    """A face crop is detected in the black training frame whatever the context; a reflect definition cuts the
+    face from the frame whose border is the crop's reflection, so the aligned crop's part beyond the face crop is
+    surroundings, not black."""
+    crop = np.random.default_rng(0).integers(60, 200, (48, 48), dtype=np.uint8)  # no 0 after the bicubic upscale
+    detector = _FixedDetector()
+    (black,) = locate_faces(crop, detector)
+    (reflect,) = locate_faces(crop, detector, context="reflect")
+    frame, _, pad = training_frame(crop)
+    assert len(detector.frames) == 2 and all(np.array_equal(f, frame) for f in detector.frames)
+    assert black.face == reflect.face and black.box == reflect.box
+    inner = slice(pad, frame.shape[0] - pad)
+    assert np.array_equal(reflect.image[inner, inner], black.image[inner, inner])
+    assert not black.image[:pad].any() and reflect.image[:pad].all()
+    spec = CropSpec(((0.45, 0.45), (0.55, 0.45), (0.5, 0.55)))  # a small face: the crop reaches beyond the face crop
+    cut_black = FaceCropper(48, "centerface", spec)(black.image, black.face)
+    cut_reflect = FaceCropper(48, "centerface", CropSpec(spec.template, context="reflect"))(reflect.image, reflect.face)
+    assert (cut_black == 0).any() and not (cut_reflect == 0).any()
 
 
 def test_small_image_without_detector_is_the_face() -> None:
@@ -134,10 +184,12 @@ def test_calibration_on_training_faces_reproduces_their_framing() -> None:
 
 
 @needs_shared
-def test_training_sample_and_job_frame_give_the_identical_input(tmp_path: Path, embedded_settings) -> None:
-    """Faces loaded for training (aligned crop mode) and the same faces in a job — as the crops themselves and as
-    larger frames that hold them — reach the network as the same pixels: the job's probabilities equal the
-    network's on the training tensors, and another crop definition would not give them."""
+@pytest.mark.parametrize("context", ["black", "reflect"])
+def test_training_sample_and_job_frame_give_the_identical_input(tmp_path: Path, embedded_settings, context: str) -> None:
+    """Faces loaded for training (aligned crop mode) and the same faces in a job — as the crops themselves and, in
+    the black context, as larger frames that hold them — reach the network as the same pixels: the job's
+    probabilities equal the network's on the training tensors, and another crop definition would not give them.
+    (A reflect definition's training frame is not one a job detects in: its faces are found in the black frame.)"""
     import torch
 
     from fervid.db import database
@@ -155,7 +207,7 @@ def test_training_sample_and_job_frame_give_the_identical_input(tmp_path: Path, 
             shutil.copy(path, crops / folder / path.name)
             frame, _, _ = training_frame(cv2.imread(str(path), 0))
             cv2.imwrite(str(frames / folder / path.name), frame)  # 432 px: a frame, not a crop
-    data, _ = calibrated(DataOptions(48), crops, "aligned")
+    data, _ = calibrated(DataOptions(48, context=context), crops, "aligned")
     train = data.load(crops)
     assert data.detector == "centerface" and train.undetected < len(train)
 
@@ -171,7 +223,7 @@ def test_training_sample_and_job_frame_give_the_identical_input(tmp_path: Path, 
     expected = Classifier(load_checkpoint(checkpoint), device="cpu").predict(train.x)
     by_name = {Path(p).name: row for p, row in zip(train.paths, expected)}
     settings = embedded_settings.replace(model=str(checkpoint), detector="centerface", flip=False)
-    for folder in (crops, frames):
+    for folder in (crops, frames) if context == "black" else (crops,):
         job_id = submit(Submission(str(folder)), settings)
         query = text("SELECT source_path, p_happy, p_surprise FROM detections WHERE job_id = :j")
         rows = database(settings).connect().execute(query, {"j": job_id}).all()

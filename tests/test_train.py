@@ -220,7 +220,8 @@ def test_a_student_learns_from_its_teacher_against_wrong_labels(stripes: tuple[P
 
 
 def test_a_run_from_before_an_option_existed_resumes_with_its_default(stripes: tuple[Path, Path], tmp_path: Path) -> None:
-    """run.json of a run started before --rotation and --scale-jitter existed: resuming it is not a mismatch."""
+    """run.json of a run started before --rotation, --scale-jitter and --context existed: resuming it is not a
+    mismatch."""
     train_dir, _ = stripes
     two = TrainConfig(epochs=2, batch_size=8, device="cpu")
     options = dict(model=TINY, train=two, data=DataOptions(size=SIZE), command="pytest")
@@ -234,6 +235,7 @@ def test_a_run_from_before_an_option_existed_resumes_with_its_default(stripes: t
     record = json.loads(run_file.read_text())
     for name in ("rotation", "scale_jitter"):
         del record["request"]["train"][name]
+    del record["request"]["data"]["context"]
     run_file.write_text(json.dumps(record))
     epochs: list[int] = []
     train_folder(train_dir, tmp_path / "run", callbacks=Callbacks(on_epoch=lambda s: epochs.append(s.epoch)), **options)
@@ -273,6 +275,17 @@ def test_cli_unknown_class_folder_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--size", "48"])
     assert result.exit_code == 2
     assert "'bored'" in result.output and not (tmp_path / "run" / LAST).exists()
+
+
+def test_cli_crop_context_without_a_crop_definition_exits_2_before_anything_is_stored(tmp_path: Path) -> None:
+    make_stripes(tmp_path / "data", 2, seed=0)
+    args = ["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--size", "48", "--crop", "legacy"]
+    result = CliRunner().invoke(app, [*args, "--context", "reflect"])
+    assert result.exit_code == 2 and "--crop aligned or calibrated" in result.output
+    assert not (tmp_path / "run").exists()
+    unknown = CliRunner().invoke(app, [*args[:-2], "--crop", "calibrated", "--context", "zeros"])
+    assert unknown.exit_code == 2 and "unknown crop context 'zeros'" in unknown.output
+    assert not (tmp_path / "run").exists()
 
 
 # --- protocols -------------------------------------------------------------------------------------------------

@@ -277,12 +277,14 @@ def _runs(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield run
 
 
-def find_faces(image: np.ndarray, detector: FaceDetector | None, images: bool, fallback: FaceDetector | None = None) -> list[Face]:
+def find_faces(
+    image: np.ndarray, detector: FaceDetector | None, images: bool, fallback: FaceDetector | None = None, context: str = "black"
+) -> list[Face]:
     """The faces of a sample: in an image job as training finds them (:func:`~fervid.model.align.locate_faces`:
-    a small image is a face crop; a photo without a face at the threshold is read at ``fallback``'s likeliest
-    face), in a video every face the detector finds."""
+    a small image is a face crop in its crop definition's ``context``; a photo without a face at the threshold is
+    read at ``fallback``'s likeliest face), in a video every face the detector finds."""
     if images or detector is None:
-        return locate_faces(image, detector, fallback)
+        return locate_faces(image, detector, fallback, context)
     return [Face(image, face, face.box) for face in detector.detect(image)]
 
 
@@ -317,7 +319,7 @@ def _located(
                     near = detect_around(detector, sample.image, [f.box for f in found[-1][1]])
                     found.append((sample, [Face(sample.image, d, d.box) for d in near]))
                 else:
-                    found.append((sample, find_faces(sample.image, detector, images, fallback)))
+                    found.append((sample, find_faces(sample.image, detector, images, fallback, cropper.context)))
         return found
 
     detected = ordered_map(detect, _runs(samples, every), detect_threads(detector), "fervid-detect")
