@@ -16,8 +16,9 @@ SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 #: How training defines the face crop (:func:`fervid.model.experiment.calibrated`).
 CROP_MODES: tuple[str, ...] = ("aligned", "calibrated", "legacy")
-#: What surrounds a face crop where its aligned crop reaches beyond it (:class:`fervid.model.align.CropSpec`).
-CROP_CONTEXTS: tuple[str, ...] = ("black", "reflect")
+#: What surrounds a face crop where its aligned crop reaches beyond it (:class:`fervid.model.align.CropSpec`), each
+#: choice with its words for cards and reports.
+CROP_CONTEXTS: dict[str, str] = {"black": "black", "reflect": "their reflection"}
 
 
 def check_context(context: str) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fervid.model.align import CropSpec
 from fervid.model.checkpoint import load_checkpoint, save_checkpoint
+from fervid.model.config import CROP_CONTEXTS
 from fervid.model.experiment import DataOptions, evaluate_checkpoint
 from fervid.model.files import sha256_file
 from fervid.model.metrics import ClassificationReport
@@ -42,12 +44,11 @@ def crop_description(preprocessing: dict[str, Any], training: dict[str, Any]) ->
     found = training.get("calibration", {}).get("found", {})
     images = training.get("calibration", {}).get("images")
     calibration = f"; calibrated on {images} training images (faces found: " + ", ".join(f"{k} {v}" for k, v in found.items()) + ")" if images else ""
-    context = crop.get("context", "black")
-    surroundings = "their reflection" if context == "reflect" else "black"
+    context = CropSpec.from_dict(crop).context
     return (
         f"{mode} ({how}): CenterFace landmarks → similarity onto eyes ({lx:.3f}, {ly:.3f}), ({rx:.3f}, {ry:.3f}) and "
         f"mouth centre ({mx:.3f}, {my:.3f}) of the crop; box rules (centre offset, side) {boxes}{calibration}; "
-        f"face crops detected in a black border and cut with {surroundings} around them (context {context})"
+        f"face crops detected in a black border and cut with {CROP_CONTEXTS[context]} around them (context {context})"
     )
 
 

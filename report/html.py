@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from fervid.db.reports import batch_report, job_report
 from fervid.db.series import Series, Timeline, thumbnails, timeline_series
+from fervid.model.config import CROP_CONTEXTS
 from fervid.report.formatting import check_output, clock, color
 
 HTML_SUFFIXES: tuple[str, ...] = (".html", ".htm")
@@ -225,10 +226,11 @@ def _crop(params: dict[str, Any]) -> str | None:
     if crop is None:
         return f"box + {preprocessing.get('margin', 0):.0%} margin, {size} px (legacy)"
     (lx, ly), (rx, _), (mx, my) = crop["template"]
+    context = crop.get("context", "black")
     return (
         f"aligned: eyes at ({lx:.2f}, {ly:.2f}) and ({rx:.2f}, {ly:.2f}), mouth at ({mx:.2f}, {my:.2f}) of a "
-        f"{size} px square (landmarks; calibrated box rule for detectors without them; face crops in a "
-        f"{'reflected' if crop.get('context') == 'reflect' else 'black'} border)"
+        f"{size} px square (landmarks; calibrated box rule for detectors without them; face crops surrounded by "
+        f"{CROP_CONTEXTS.get(context, context)})"
     )
 
 
