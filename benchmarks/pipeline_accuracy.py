@@ -3,7 +3,8 @@ frames and run through ``fervid submit``, against the model's accuracy on the cr
 
     python benchmarks/pipeline_accuracy.py [--quick] [--images N] [--model NAME_OR_PATH ...]
                                            [--dataset ferplus|fer2013|ck48 ...] [--detector centerface|haar ...]
-                                           [--folder DIR ...] [--roll 0 --roll 25] [--no-flip] [--out FILE]
+                                           [--folder DIR ...] [--roll 0 --roll 25] [--no-flip] [--tta-shift F]
+                                           [--out FILE]
 
 For each dataset (``../shared``: FER+ val, FER2013 val, CK+ six classes) a fixed random sample of ``--images``
 faces (``--quick``: 150) is placed into frames, once upright and once rolled by up to ``±roll`` degrees: each
@@ -19,7 +20,8 @@ mirrored copies of the face, which are not read); a frame where no detection hol
   which a face was found; and on those frames alone, pipeline against direct accuracy on the same faces — the
   crop's effect without the detector's misses.
 
-The same flip averaging is used on both sides (``--no-flip``: off); direct accuracy is also printed with the
+The same flip averaging and shifted views (``--no-flip``: off; ``--tta-shift``: :mod:`fervid.model.tta`) are used
+on both sides; direct accuracy is also printed with the
 other setting, which is how the default for jobs was chosen. Results go to ``benchmarks/results/pipeline_accuracy.md``.
 """
 
@@ -98,14 +100,14 @@ def make_frames(images: list[tuple[Path, str]], folder: Path, roll: float, seed:
 
 
 def run_job(
-    folder: Path, centres: dict[str, tuple[float, float]], model: str, detector: str, flip: bool, work: Path
+    folder: Path, centres: dict[str, tuple[float, float]], model: str, detector: str, flip: bool, shift: float, work: Path
 ) -> tuple[dict[str, bool], float]:
     """``fervid submit`` on a frames folder: per frame (by file stem), whether the placed face was read right — the
     detection whose box holds the face's centre, the nearest one if several do (the reflected surroundings hold
     mirrored copies of the face); frames where no box holds it are absent — and the seconds the command took."""
     data_dir = work / f"db-{detector}"
     env = {**os.environ, "FERVID_DATA_DIR": str(data_dir), "FERVID_MODEL": model, "FERVID_DETECTOR": detector,
-           "FERVID_FLIP": "1" if flip else "0"}  # fmt: skip
+           "FERVID_FLIP": "1" if flip else "0", "FERVID_TTA_SHIFT": str(shift)}  # fmt: skip
     for name in ("FERVID_DATABASE_URL", "FERVID_BROKER_URL"):
         env.pop(name, None)
     started = time.perf_counter()
@@ -142,7 +144,7 @@ def nearest_holding(boxes: list[tuple[float, float, float, float]], centre: tupl
     return min(holding)[1] if holding else None
 
 
-def direct_readings(model: str, images: list[tuple[Path, str]], flip: bool, work: Path) -> dict[str, bool]:
+def direct_readings(model: str, images: list[tuple[Path, str]], flip: bool, shift: float, work: Path) -> dict[str, bool]:
     """Per image (by file stem), whether the model reads the original crop right, through the path ``fervid
     evaluate`` takes (the model's own crop definition), on a folder of links to the sample."""
     import torch
@@ -159,7 +161,7 @@ def direct_readings(model: str, images: list[tuple[Path, str]], flip: bool, work
             (folder / label / path.name).symlink_to(path.resolve())
     ckpt = load_checkpoint(resolve_model(model))
     data = checkpoint_data(ckpt).load(folder)
-    probs = predict_probabilities(ckpt.build(), data.x, torch.device("cpu"), flip=flip)
+    probs = predict_probabilities(ckpt.build(), data.x, torch.device("cpu"), flip=flip, shift=shift)
     predicted = [ckpt.classes[i] for i in probs.argmax(1)]
     return {Path(p).stem: pred == data.classes[y] for p, pred, y in zip(data.paths, predicted, data.y)}
 
@@ -179,6 +181,7 @@ def main() -> None:
     parser.add_argument("--detector", action="append", choices=["centerface", "haar"])
     parser.add_argument("--roll", action="append", type=float, help="roll range in degrees (default: 0 and 25)")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="no flip averaging")
+    parser.add_argument("--tta-shift", type=float, default=0.0, help="shifted views, fraction of the side (default 0)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline_accuracy.md")
     args = parser.parse_args()
     from fervid.model.checkpoint import load_checkpoint
@@ -197,7 +200,7 @@ def main() -> None:
         f"`python benchmarks/pipeline_accuracy.py {' '.join(sys.argv[1:])}`: {count} faces per dataset, each placed into a "
         f"frame (face {FACE_SIDES[0]}–{FACE_SIDES[1]} px, reflected context, random position, brightness and contrast "
         f"±15 %, JPEG 60–95; rolled uniformly within ±roll), run through `fervid submit`; flip averaging "
-        f"{'on' if args.flip else 'off'} on both sides. Direct: the model on the original crops.",
+        f"{'on' if args.flip else 'off'}, shifted views {args.tta_shift:g} on both sides. Direct: the model on the original crops.",
         "",
         "| model | dataset | roll | direct | direct, flip "
         + ("off" if args.flip else "on")
@@ -217,15 +220,15 @@ def main() -> None:
                 known = load_checkpoint(resolve_model(model)).classes
                 images = sample_images(root, [c for c in classes or known if c in known], count)
                 work = Path(tmp) / name / Path(model).stem
-                readings = direct_readings(model, images, args.flip, work)
+                readings = direct_readings(model, images, args.flip, args.tta_shift, work)
                 direct = share(readings.values())
-                other = share(direct_readings(model, images, not args.flip, work).values())
+                other = share(direct_readings(model, images, not args.flip, args.tta_shift, work).values())
                 for roll in rolls:
                     folder = work / f"frames-roll{roll:g}"
                     centres = make_frames(images, folder, roll, seed=int(roll) + 1)
                     cells = []
                     for detector in detectors:
-                        found, seconds = run_job(folder, centres, model, detector, args.flip, work / f"roll{roll:g}")
+                        found, seconds = run_job(folder, centres, model, detector, args.flip, args.tta_shift, work / f"roll{roll:g}")
                         accuracy = sum(found.values()) / len(readings)
                         on_found = share(found.values())
                         direct_found = share(readings[stem] for stem in found if stem in readings)

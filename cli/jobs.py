@@ -23,6 +23,10 @@ console = Console(highlight=False)
 DatabaseUrl = Annotated[Optional[str], typer.Option(help="Database URL \\[default: embedded SQLite; env: FERVID_DATABASE_URL].")]
 BrokerUrl = Annotated[Optional[str], typer.Option(help="Celery broker URL \\[default: none, run in-process; env: FERVID_BROKER_URL].")]
 JobId = Annotated[int, typer.Option("--job", "-j", help="Job id (`fervid jobs` lists them).")]
+TtaShift = Annotated[
+    Optional[float],
+    typer.Option(help=described("tta_shift", "Also average each face over 4 copies moved this fraction of its side, e.g. 0.06; 0: off.")),
+]
 
 
 def _settings(database_url: str | None = None, broker_url: str | None = None, **overrides: Any) -> Settings:
@@ -58,6 +62,7 @@ def submit(
     flip: Annotated[
         Optional[bool], typer.Option(metavar="", help=described("flip", "Average each face with its mirror image."))
     ] = None,
+    tta_shift: TtaShift = None,
     smooth_seconds: Annotated[
         Optional[float], typer.Option(help=described("smooth_seconds", "Temporal smoothing: seconds an expression is expected to last; 0: off."))
     ] = None,
@@ -80,7 +85,7 @@ def submit(
         raise typer.BadParameter("give --sample-fps or --every-frame, not both")
     settings = _settings(
         database_url, broker_url, sample_fps=sample_fps, model=model, detector=detector, detect_every=detect_every,
-        segment_seconds=segment_seconds, flip=flip, smooth_seconds=smooth_seconds, identity=identity,
+        segment_seconds=segment_seconds, flip=flip, tta_shift=tta_shift, smooth_seconds=smooth_seconds, identity=identity,
     )  # fmt: skip
     sources = expand_inputs(paths, recursive=recursive, pattern=glob)
     if labels and len(sources) > 1:

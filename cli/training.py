@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fervid.cli.errors import handle_errors
+from fervid.cli.jobs import TtaShift
 from fervid.model.config import (
     ARCHS,
     ATTENTIONS,
@@ -231,6 +232,7 @@ def evaluate(
         Optional[bool],
         typer.Option(metavar="", help=described("flip", "With --model: average each face's probabilities with its mirror image's, as jobs do.")),
     ] = None,
+    tta_shift: TtaShift = None,
     crop: Crop = "legacy",
     context: Context = "black",
     arch: Arch = MODEL.arch,
@@ -264,17 +266,19 @@ def evaluate(
 
     if (model is None) == (protocol is None):
         raise typer.BadParameter("give exactly one of --model or --protocol")
-    settings = handle_errors(get_settings)(flip=flip)
+    settings = handle_errors(get_settings)(flip=flip, tta_shift=tta_shift)
     options = handle_errors(DataOptions)(size, _classes(classes), skip_unknown, detect, context=context)
     out.mkdir(parents=True, exist_ok=True)
     if model is not None:
         from fervid.model.weights import resolve_model
 
         report = handle_errors(evaluate_checkpoint)(
-            handle_errors(resolve_model)(model), data_dir, data=options, device=device, flip=settings.flip
+            handle_errors(resolve_model)(model), data_dir, data=options, device=device, flip=settings.flip,
+            shift=settings.tta_shift,
         )
-        payload = {**report.to_dict(), "params": {"flip": settings.flip}}
-        markdown, name = f"Flip averaging: {'on' if settings.flip else 'off'}\n\n{report.to_markdown()}", "checkpoint"
+        payload = {**report.to_dict(), "params": {"flip": settings.flip, "tta_shift": settings.tta_shift}}
+        views = f"Flip averaging: {'on' if settings.flip else 'off'}; shifted views: {settings.tta_shift:g} of the side"
+        markdown, name = f"{views}\n\n{report.to_markdown()}", "checkpoint"
     else:
         net, config = handle_errors(_configs)(
             arch, attention, position, width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,

@@ -49,6 +49,7 @@ class Settings:
     detector_threshold: float = 0.3  # CenterFace: see benchmarks/results/pipeline_accuracy.md (0.5 missed 8-18 % of faces)
     photo_floor: float = 0.1  # image jobs: a photo with no face at detector_threshold is read at its likeliest face down to this score (0: off)
     flip: bool = True
+    tta_shift: float = 0.0  # also average each face over 4 copies moved this fraction of its side (0: off); model/tta.py
     track_gap: float = 1.0  # seconds a track may go unseen before it ends
     cut_threshold: float = 0.15  # a sample whose thumbnail differs more from the last one's is a cut (1: never)
     smooth_seconds: float = 0.4  # expected seconds an expression lasts, for temporal smoothing (0: off); benchmarks/smoothing.py
@@ -131,6 +132,7 @@ RULES = {
     "detect_every": _number(1, 1000, above=False, whole=True),
     "detector_threshold": _number(0, 1, above=True),
     "photo_floor": _number(0, 1, above=False),
+    "tta_shift": _number(0, 0.25, above=False),
     "batch_size": _number(1, 4096, above=False, whole=True),
     "track_gap": _number(0, 3600),
     "cut_threshold": _number(0, 1),

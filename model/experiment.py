@@ -282,17 +282,18 @@ def evaluate_checkpoint(
     data: DataOptions | None = None,
     device: str = "auto",
     flip: bool = False,
+    shift: float = 0.0,
 ) -> ClassificationReport:
     """Accuracy, per-class metrics and confusion matrix of a checkpoint on a class-folder tree.
 
     Folders of classes the model lacks are skipped; the input size and the crop definition are the checkpoint's;
-    with ``data.detector`` the faces are found and cut out as a job does; ``flip`` averages each face with its
-    mirror image.
+    with ``data.detector`` the faces are found and cut out as a job does; ``flip`` and ``shift`` average each face
+    over its views (:mod:`fervid.model.tta`).
     """
     ckpt = load_checkpoint(checkpoint)
     options = data or DataOptions()
     dataset = checkpoint_data(ckpt, options.classes, options.detector).load(data_dir)
-    probs = predict_probabilities(ckpt.build(), dataset.x, resolve_device(device), flip=flip)
+    probs = predict_probabilities(ckpt.build(), dataset.x, resolve_device(device), flip=flip, shift=shift)
     predicted = [ckpt.classes[i] for i in probs.argmax(1)]
     truth = [dataset.classes[i] for i in dataset.y]
     return classification_report(truth, predicted, ckpt.classes)

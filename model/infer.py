@@ -16,6 +16,7 @@ import torch
 from fervid.model.checkpoint import Checkpoint, load_checkpoint
 from fervid.model.export import INPUT_NAME, OUTPUT_NAME, onnx_bytes
 from fervid.model.files import sha256_file
+from fervid.model.tta import average, views
 from fervid.settings import get_settings
 
 BACKENDS: tuple[str, ...] = ("auto", "onnx", "torch")
@@ -106,25 +107,23 @@ class Classifier:
             providers = ["CPUExecutionProvider"]
         return ort.InferenceSession(cached_onnx(self.checkpoint), options, providers=providers)
 
-    def predict(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
-        """Probabilities ``(N, len(classes))`` float32 for faces ``(N, in_chans, S, S)``, run in batches; ``flip``
-        averages each face's probabilities with its mirror image's (test-time augmentation)."""
+    def predict(self, faces: np.ndarray, flip: bool = False, shift: float = 0.0) -> np.ndarray:
+        """Probabilities ``(N, len(classes))`` float32 for faces ``(N, in_chans, S, S)``, run in batches, averaged
+        over the views of :mod:`fervid.model.tta`: with ``flip`` each face's mirror image, with ``shift`` copies
+        moved by that fraction of its side."""
         expected = (self.in_chans, self.input_size, self.input_size)
         if faces.ndim != 4 or faces.shape[1:] != expected:
             raise ValueError(f"faces must have shape (N, {', '.join(map(str, expected))}), got {faces.shape}")
-        n = len(faces)
-        if flip:
-            faces = np.concatenate([faces, faces[..., ::-1]])
-        faces = np.ascontiguousarray(faces, dtype=np.float32)
-        logits = [self._logits(faces[i : i + self._step]) for i in range(0, len(faces), self._step)]
-        if not logits:
+        if not len(faces):
             return np.zeros((0, len(self.classes)), dtype=np.float32)
+        stacked = views(faces, flip, shift)
+        logits = [self._logits(stacked[i : i + self._step]) for i in range(0, len(stacked), self._step)]
         probs = softmax(np.concatenate(logits))
         if not np.isfinite(probs).all():
             raise FloatingPointError(
                 f"{self.checkpoint.source}: the network gave NaN or infinite outputs: corrupt weights, refusing to store them"
             )
-        return (probs[:n] + probs[n:]) / 2 if flip else probs
+        return average(probs, len(faces))
 
     def _logits(self, batch: np.ndarray) -> np.ndarray:
         if self.backend == "onnx":

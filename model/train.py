@@ -31,6 +31,7 @@ from fervid.model.network import ModelConfig, build_model
 
 __all__ = ["BEST", "LAST", "LOG", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "EpochStats", "TrainConfig", "TrainResult", "fit"]
 from fervid.model.preprocess import PREPROCESSING
+from fervid.model.tta import average, views
 from fervid.model.weights import resolve_model
 
 STATE_FORMAT = 2
@@ -71,21 +72,20 @@ class TrainResult:
 
 @torch.no_grad()
 def predict_probabilities(
-    model: nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 256, flip: bool = False
+    model: nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 256, flip: bool = False, shift: float = 0.0
 ) -> np.ndarray:
-    """Softmax probabilities of ``model`` for the preprocessed images ``x`` (N, C, S, S); ``flip`` averages each
-    image's with its mirror image's (test-time augmentation)."""
+    """Softmax probabilities of ``model`` for the preprocessed images ``x`` (N, C, S, S), averaged over the views
+    of :mod:`fervid.model.tta` (``flip``: mirror images; ``shift``: copies moved by that fraction of a side)."""
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
-        batch = torch.from_numpy(x[i : i + batch_size]).to(device)
+        faces = x[i : i + batch_size]
+        batch = torch.from_numpy(views(faces, flip, shift)).to(device)
         if device.type == "cuda":
             batch = batch.to(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            probs = torch.softmax(model(batch).float(), dim=1)
-            if flip:
-                probs = (probs + torch.softmax(model(batch.flip(3)).float(), dim=1)) / 2
-        out.append(probs.cpu().numpy())
+            probs = torch.cat([torch.softmax(model(part).float(), dim=1) for part in batch.split(batch_size)])
+        out.append(average(probs.cpu().numpy(), len(faces)))
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -199,6 +199,7 @@ def _summary(report: dict[str, Any]) -> str:
         ("sample rate", "every frame" if params.get("sample_fps") is None else f"{params['sample_fps']:g} frames/s"),
         ("crop", _crop(params)),
         ("flip averaging", params.get("flip")),
+        ("shifted views", f"±{params['tta_shift']:g} of the side" if params.get("tta_shift") else "off"),
         ("smoothing", f"{params.get('smooth_seconds', 0):g} s" if params.get("smooth_seconds") else "off"),
         ("identity", f"on (threshold {params.get('identity_threshold', 0):g})" if params.get("identity") else "off"),
         ("track gap", _number(params.get("max_gap"), "g", " s")),

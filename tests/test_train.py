@@ -260,13 +260,16 @@ def test_cli_train_then_evaluate(stripes: tuple[Path, Path], tmp_path: Path, mon
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads((out / "report.json").read_text())
     assert report["accuracy"] >= 0.9, evaluated.output
-    assert report["params"] == {"flip": True}  # as jobs read faces (Settings.flip)
+    assert report["params"] == {"flip": True, "tta_shift": 0.0}  # as jobs read faces (Settings.flip, tta_shift)
     assert "Accuracy" in (out / "report.md").read_text() and "Flip averaging: on" in evaluated.output
     unflipped = runner.invoke(
-        app, ["evaluate", str(test_dir), "--model", str(run / BEST), "--out", str(out), "--device", "cpu", "--no-flip"]
-    )
+        app,
+        ["evaluate", str(test_dir), "--model", str(run / BEST), "--out", str(out), "--device", "cpu", "--no-flip",
+         "--tta-shift", "0.06"],
+    )  # fmt: skip
     assert unflipped.exit_code == 0, unflipped.output
-    assert json.loads((out / "report.json").read_text())["params"] == {"flip": False}
+    assert json.loads((out / "report.json").read_text())["params"] == {"flip": False, "tta_shift": 0.06}
+    assert "shifted views: 0.06 of the side" in unflipped.output
 
 
 def test_cli_unknown_class_folder_exits_2(tmp_path: Path) -> None:

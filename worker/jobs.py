@@ -94,6 +94,7 @@ def create(engine: Engine, submission: Submission, settings: Settings) -> int:
         threshold=settings.detector_threshold,
         photo_floor=settings.photo_floor,
         flip=settings.flip,
+        tta_shift=settings.tta_shift,
         batch_size=settings.batch_size,
         max_gap=settings.track_gap,
         # With --detector none the image is the "face": there is no face to follow through cuts or to identify.

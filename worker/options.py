@@ -23,6 +23,7 @@ class JobOptions:
     batch_size: int
     photo_floor: float = 0.0  # image jobs: see fervid.settings (jobs before it: off)
     flip: bool = False  # average each face with its mirror image (jobs before it: off)
+    tta_shift: float = 0.0  # and with copies moved this fraction of its side (jobs before it: none)
     max_gap: float = 1.0  # seconds a track may go unseen (jobs before FERVID_TRACK_GAP: 1 s)
     cut_threshold: float = 1.0  # scene cuts end tracks (jobs before: never)
     smooth_seconds: float = 0.0  # temporal smoothing (jobs before: none)

@@ -375,7 +375,7 @@ def run_segment(
         fallback = runtime.detector(options.detector, options.detect_size, options.photo_floor) if photos else None
         cropper = FaceCropper.for_checkpoint(model.checkpoint.preprocessing, model.input_size, options.detector)
         peaks = Peaks(every_face=job["kind"] == "images")
-        batch = Classifying(functools.partial(model.predict, flip=options.flip), model.classes, options.batch_size, counts, peaks)
+        batch = Classifying(functools.partial(model.predict, flip=options.flip, shift=options.tta_shift), model.classes, options.batch_size, counts, peaks)
         tracks = TrackFaces(IoUTracker(max_gap=options.max_gap), options.cut_threshold, identity, options.identity_threshold)
         located = _located(samples, job, idx, worker, options, detector, fallback, cropper, counts, tracks)
         with closing(prefetch(located, name="fervid-track")) as frames:
