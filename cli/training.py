@@ -17,7 +17,6 @@ from fervid.cli.jobs import TtaShift
 from fervid.model.config import (
     ARCHS,
     ATTENTIONS,
-    CROP_CONTEXTS,
     CROP_MODES,
     OPTIMIZERS,
     POSITIONS,
@@ -26,7 +25,7 @@ from fervid.model.config import (
     ModelConfig,
     TrainConfig,
 )
-from fervid.settings import described, get_settings
+from fervid.settings import CROP_CONTEXTS, described, get_settings
 
 console = Console(highlight=False)
 #: The defaults of every network and training option (one source: fervid.model.config).

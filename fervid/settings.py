@@ -22,6 +22,9 @@ ENV_PREFIX = "FERVID_"
 DETECTORS: tuple[str, ...] = ("centerface", "haar")
 DETECTOR_CHOICES: tuple[str, ...] = (*DETECTORS, "none")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: What surrounds a face crop where its aligned crop reaches beyond it (``fervid.model.align.CropSpec``), each choice
+#: with its words for model cards and reports (here, not in ``fervid.model``, so that reports can read them).
+CROP_CONTEXTS: dict[str, str] = {"black": "black", "reflect": "their reflection"}
 
 
 class SettingsError(ValueError):

@@ -51,7 +51,7 @@ BoxRule = tuple[float, float, float]
 class CropSpec:
     """How a face is cut out: the landmark template (left eye, right eye, mouth centre, as fractions of the crop's
     side, in image left-to-right order), one box rule per detector name (and ``"none"``), and what surrounds a
-    face crop in its :func:`training_frame` (one of :data:`~fervid.model.config.CROP_CONTEXTS`)."""
+    face crop in its :func:`training_frame` (one of :data:`~fervid.settings.CROP_CONTEXTS`)."""
 
     template: tuple[tuple[float, float], ...]
     boxes: Mapping[str, BoxRule] = field(default_factory=dict)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fervid.settings import CROP_CONTEXTS
+
 ATTENTIONS: tuple[str, ...] = ("none", "ca", "sa", "csa", "se", "eca", "cbam", "scse")
 POSITIONS: tuple[str, ...] = ("after_conv", "before_pool", "after_pool")
 VGG_ARCHS: tuple[str, ...] = ("csa_vgg", "vgg16_gap")
@@ -16,9 +18,6 @@ SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 #: How training defines the face crop (:func:`fervid.model.experiment.calibrated`).
 CROP_MODES: tuple[str, ...] = ("aligned", "calibrated", "legacy")
-#: What surrounds a face crop where its aligned crop reaches beyond it (:class:`fervid.model.align.CropSpec`), each
-#: choice with its words for cards and reports.
-CROP_CONTEXTS: dict[str, str] = {"black": "black", "reflect": "their reflection"}
 
 
 def check_context(context: str) -> None:

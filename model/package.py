@@ -11,12 +11,12 @@ from typing import Any
 
 from fervid.model.align import CropSpec
 from fervid.model.checkpoint import load_checkpoint, save_checkpoint
-from fervid.model.config import CROP_CONTEXTS
 from fervid.model.experiment import DataOptions, evaluate_checkpoint
 from fervid.model.files import sha256_file
 from fervid.model.metrics import ClassificationReport
 from fervid.model.summary import count_flops, count_parameters
 from fervid.model.weights import CARDS_DIR, WEIGHTS_DIR
+from fervid.settings import CROP_CONTEXTS
 
 
 def _history_table(history: list[dict[str, Any]]) -> str:

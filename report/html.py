@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 
 from fervid.db.reports import batch_report, job_report
 from fervid.db.series import Series, Timeline, thumbnails, timeline_series
-from fervid.model.config import CROP_CONTEXTS
 from fervid.report.formatting import check_output, clock, color
+from fervid.settings import CROP_CONTEXTS
 
 HTML_SUFFIXES: tuple[str, ...] = (".html", ".htm")
 #: Persons (or tracks) drawn in the timeline and given cards; thumbnails per card; image rows in an image job.
