@@ -21,8 +21,8 @@ mirrored copies of the face, which are not read); a frame where no detection hol
   crop's effect without the detector's misses.
 
 The same flip averaging and shifted views (``--no-flip``: off; ``--tta-shift``: :mod:`fervid.model.tta`) are used
-on both sides; direct accuracy is also printed with the
-other setting, which is how the default for jobs was chosen. Results go to ``benchmarks/results/pipeline_accuracy.md``.
+on both sides; direct accuracy is also printed with the other flip setting, which is how the default for jobs was
+chosen. Results go to ``benchmarks/results/pipeline_accuracy.md``.
 """
 
 from __future__ import annotations

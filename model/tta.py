@@ -13,9 +13,11 @@ import numpy as np
 
 def views(faces: np.ndarray, flip: bool = False, shift: float = 0.0) -> np.ndarray:
     """The views of faces ``(N, C, S, S)`` stacked view by view: ``(V · N, C, S, S)`` float32."""
-    stack = [faces]
     size = faces.shape[-1]
     pixels = round(shift * size)
+    if not flip and not pixels:  # the face alone: no copy where it is already contiguous float32 (jobs' hot path)
+        return np.ascontiguousarray(faces, dtype=np.float32)
+    stack = [faces]
     if pixels:
         padded = np.pad(faces, ((0, 0), (0, 0), (pixels, pixels), (pixels, pixels)), mode="edge")
         for dy, dx in ((-pixels, 0), (pixels, 0), (0, -pixels), (0, pixels)):
