@@ -22,7 +22,8 @@ mirrored copies of the face, which are not read); a frame where no detection hol
 
 The same flip averaging and shifted views (``--no-flip``: off; ``--tta-shift``: :mod:`fervid.model.tta`) are used
 on both sides; direct accuracy is also printed with the other flip setting, which is how the default for jobs was
-chosen. Results go to ``benchmarks/results/pipeline_accuracy.md``.
+chosen. The tables are printed; ``--out FILE`` also writes them to FILE (the curated record of every run is
+``benchmarks/results/pipeline_accuracy.md``: paste a run's tables there, with what it shows).
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def main() -> None:
     parser.add_argument("--roll", action="append", type=float, help="roll range in degrees (default: 0 and 25)")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="no flip averaging")
     parser.add_argument("--tta-shift", type=float, default=0.0, help="shifted views, fraction of the side (default 0)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline_accuracy.md")
+    parser.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
     args = parser.parse_args()
     from fervid.model.checkpoint import load_checkpoint
     from fervid.model.weights import resolve_model
@@ -244,10 +245,11 @@ def main() -> None:
                               f"{seconds:.0f} s)", flush=True)  # fmt: skip
                     lines.append(f"| {model} | {name} | ±{roll:g}° | {direct:.1%} | {other:.1%} | " + " | ".join(cells) + " |")
     lines += ["", "```json", json.dumps(summary, indent=1), "```", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
     print("\n".join(lines[:-4]))
-    print(f"written to {args.out}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines))
+        print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ app = typer.Typer(cls=Group, help="Shipped models: list them (no command), or pa
 METRICS = {
     "val_accuracy": "validation",
     "val_accuracy_flip": "validation, with flip averaging (as jobs and evaluate read faces)",
-    "pipeline_accuracy": "end to end (faces in frames, found by CenterFace)",
-    "posed_pipeline_accuracy": "end to end on posed faces of unseen people (CK+)",
+    "pipeline_accuracy": "end to end: its validation faces placed in frames, upright, on those CenterFace found",
+    "posed_pipeline_accuracy": "end to end: posed faces of unseen people (CK+) placed in frames, upright",
     "cv10_accuracy": "random 10-fold",
     "subject_cv10_accuracy": "subject-independent 10-fold",
 }

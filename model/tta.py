@@ -1,7 +1,7 @@
 """Test-time augmentation: each face read as several views whose probabilities are averaged.
 
-The views are the face itself, with ``shift`` four copies moved by that fraction of its side up, down, left and
-right (edges repeated), and with ``flip`` the mirror image of each. Shifts, not the ten crops of Krizhevsky et al.
+The views are the face itself, with ``shift`` four copies moved by that fraction of its side (rounded to whole
+pixels, at least one) up, down, left and right (edges repeated), and with ``flip`` the mirror image of each. Shifts, not the ten crops of Krizhevsky et al.
 (2012): the networks are trained on aligned faces at one scale, and crops that enlarge the face read fewer faces
 right (benchmarks/results/training.md, "Test-time augmentation").
 """
@@ -14,7 +14,7 @@ import numpy as np
 def views(faces: np.ndarray, flip: bool = False, shift: float = 0.0) -> np.ndarray:
     """The views of faces ``(N, C, S, S)`` stacked view by view: ``(V · N, C, S, S)`` float32."""
     size = faces.shape[-1]
-    pixels = round(shift * size)
+    pixels = max(1, round(shift * size)) if shift > 0 else 0  # a shift asked for is a shift made
     if not flip and not pixels:  # the face alone: no copy where it is already contiguous float32 (jobs' hot path)
         return np.ascontiguousarray(faces, dtype=np.float32)
     stack = [faces]

@@ -68,7 +68,11 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 #: ../shared beside the repository: datasets and the test clip (tests that need it skip without it).
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"needs the shared data folder {SHARED}")
+
+
+def needs_shared(test: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``test`` ``shared`` (``-m "not shared"`` leaves it out) and skip it where ../shared is absent."""
+    return pytest.mark.shared(pytest.mark.skipif(not SHARED.is_dir(), reason=f"needs the shared data folder {SHARED}")(test))
 
 
 @pytest.fixture(scope="session")

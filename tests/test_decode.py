@@ -9,11 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED, needs_shared
 from videos import frame_times, make_audio_only, make_video, read_index
 
 from fervid.worker.decode import DecodeError, Frame, iter_frames, probe
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FACE_CLIP = SHARED / "videos" / "face_clip.mp4"
 
 
@@ -152,8 +152,7 @@ def test_bad_arguments(videos: dict[str, Path]) -> None:
             iter_frames(videos["cfr"], **kwargs)
 
 
-@pytest.mark.shared
-@pytest.mark.skipif(not FACE_CLIP.exists(), reason="needs ../shared/videos/face_clip.mp4")
+@needs_shared
 @pytest.mark.parametrize("sample_fps", [None, 5])
 def test_face_clip_segments(sample_fps: float | None) -> None:
     info = probe(FACE_CLIP)
@@ -165,12 +164,12 @@ def test_face_clip_segments(sample_fps: float | None) -> None:
     assert summary(parts) == summary(whole)
 
 
-@pytest.mark.skipif(not (SHARED / "videos" / "face_clip.mp4").exists(), reason="needs ../shared/videos/face_clip.mp4")
+@needs_shared
 @pytest.mark.parametrize("sample_fps", [None, 1000.0])
 def test_frame_indices_are_unique_where_the_average_rate_is_not_the_frame_rate(sample_fps: float | None) -> None:
     """face_clip.mp4's frames are 512 ticks (1/25 s) apart but it averages ≈ 24.70 fps: indices come from the base
     rate, one per frame, and segments agree with a whole pass."""
-    clip = SHARED / "videos" / "face_clip.mp4"
+    clip = FACE_CLIP
     whole = [(f.index, f.time) for f in iter_frames(clip, sample_fps)]
     indices = [i for i, _ in whole]
     assert indices == list(range(len(whole)))

@@ -7,11 +7,11 @@ found by both backends; the tests that need ../shared run them on the real clip.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED, needs_shared
 
 from fervid.model.detect import (
     DETECTORS,
@@ -27,7 +27,6 @@ from fervid.model.detect import (
     nms,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLIP = SHARED / "videos" / "face_clip.mp4"
 
 
@@ -237,8 +236,7 @@ def clip_frames() -> list[np.ndarray]:
     return frames
 
 
-@pytest.mark.shared
-@pytest.mark.skipif(not CLIP.exists(), reason="needs ../shared/videos/face_clip.mp4")
+@needs_shared
 def test_clip_one_face_per_frame(
     clip_frames: list[np.ndarray], centerface: CenterFaceDetector, haar: HaarDetector
 ) -> None:

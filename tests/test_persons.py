@@ -296,7 +296,8 @@ def test_smoothing_reduces_label_changes_on_the_shared_clip(embedded_settings) -
 @needs_shared
 def test_smoothing_keeps_frame_accuracy_on_a_posed_sequence(embedded_settings, tmp_path: Path) -> None:
     """CK+ subjects posing four expressions for 3 s each: the smoothed labels are right at least as often as the
-    raw ones, with fewer changes."""
+    raw ones and change no more often (a model that reads every still shot right leaves nothing to smooth; the shared
+    clip's test asks for strictly fewer changes)."""
     from scenes import posed_sequence
 
     video, labels = posed_sequence(tmp_path, 3)
@@ -311,4 +312,4 @@ def test_smoothing_keeps_frame_accuracy_on_a_posed_sequence(embedded_settings, t
     raw = sum(r[0] == r[2] for r in rows)
     smooth = sum(r[1] == r[2] for r in rows)
     assert smooth >= raw
-    assert label_changes([r[1] for r in rows]) < label_changes([r[0] for r in rows])
+    assert label_changes([r[1] for r in rows]) <= label_changes([r[0] for r in rows])

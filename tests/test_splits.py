@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED, needs_shared
 
 from fervid.model.splits import (
     PROTOCOLS,
@@ -17,7 +18,6 @@ from fervid.model.splits import (
     validation_split,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CK48 = SHARED / "datasets" / "ck48"
 
 # 7 imbalanced classes, 203 samples (as names, like dataset folders).
@@ -137,7 +137,7 @@ def test_subject_folds_never_share_a_subject() -> None:
     assert max(sizes) - min(sizes) <= largest
 
 
-@pytest.mark.skipif(not CK48.exists(), reason="needs ../shared/datasets/ck48")
+@needs_shared
 def test_subject_folds_on_ck48() -> None:
     files = sorted(CK48.glob("*/*.png"))
     labels = np.array([f.parent.name for f in files])

@@ -33,11 +33,12 @@ def test_views_are_the_face_its_shifted_copies_and_their_mirrors() -> None:
         np.testing.assert_array_equal(stacked[5 + k], stacked[k][..., ::-1])
 
 
-def test_without_views_or_below_a_pixel_the_face_is_read_as_it_is() -> None:
+def test_without_views_the_face_is_read_as_it_is_and_a_shift_moves_at_least_a_pixel() -> None:
     faces = _faces(3, 8)
     np.testing.assert_array_equal(views(faces), faces)
-    np.testing.assert_array_equal(views(faces, shift=0.05), faces)  # 0.4 px rounds to none
     assert views(faces, flip=True).shape == (6, 1, 8, 8)
+    small = views(faces, shift=0.05).reshape(5, 3, 1, 8, 8)  # 0.4 px: one pixel, not none
+    np.testing.assert_array_equal(small[1][..., 1:, :], faces[..., :-1, :])  # the face moved one pixel down
 
 
 def test_average_is_each_faces_mean_over_its_views() -> None:
