@@ -14,14 +14,14 @@ from fervid.cli.errors import handle_errors
 
 console = Console(highlight=False)
 app = typer.Typer(cls=Group, help="Shipped models: list them (no command), or package a checkpoint as one.", invoke_without_command=True)
-#: The registry's metrics, as `fervid models` names them.
+#: The registry's metrics: the short name `fervid models` shows in its table, and what it measures (the legend).
 METRICS = {
-    "val_accuracy": "validation",
-    "val_accuracy_flip": "validation, with flip averaging (as jobs and evaluate read faces)",
-    "pipeline_accuracy": "end to end: its validation faces placed in frames, upright, on those CenterFace found",
-    "posed_pipeline_accuracy": "end to end: posed faces of unseen people (CK+) placed in frames, upright",
-    "cv10_accuracy": "random 10-fold",
-    "subject_cv10_accuracy": "subject-independent 10-fold",
+    "val_accuracy": ("val", "the validation set's faces"),
+    "val_accuracy_flip": ("val + flip", "the same, each face averaged with its mirror image (as jobs and evaluate read faces)"),
+    "pipeline_accuracy": ("end to end", "the validation faces placed in frames, upright, on those CenterFace found"),
+    "posed_pipeline_accuracy": ("posed, end to end", "posed faces of unseen people (CK+) placed in frames, upright"),
+    "cv10_accuracy": ("10-fold", "random 10-fold cross-validation"),
+    "subject_cv10_accuracy": ("subject 10-fold", "subject-independent 10-fold cross-validation"),
 }
 
 
@@ -38,7 +38,7 @@ def list_models() -> None:
     table = Table("name", "classes", "input", "accuracy", "sha256", "default")
     for member in Weights:
         m = member.value
-        measured = [(METRICS[k], m.metrics[k]) for k in METRICS if k in m.metrics]
+        measured = [(METRICS[k][0], m.metrics[k]) for k in METRICS if k in m.metrics]
         table.add_row(
             m.name,
             str(len(m.classes)),
@@ -48,6 +48,8 @@ def list_models() -> None:
             "✓" if member is DEFAULT else "",
         )
     console.print(table)
+    for short, meaning in METRICS.values():
+        console.print(f"{short}: {meaning}", soft_wrap=True)
     console.print("classes, data, command and per-class figures: the model cards")
     for member in Weights:
         if member.value.card.exists():
