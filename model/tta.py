@@ -1,9 +1,9 @@
 """Test-time augmentation: each face read as several views whose probabilities are averaged.
 
 The views are the face itself, with ``shift`` four copies moved by that fraction of its side (rounded to whole
-pixels, at least one) up, down, left and right (edges repeated), and with ``flip`` the mirror image of each. Shifts, not the ten crops of Krizhevsky et al.
-(2012): the networks are trained on aligned faces at one scale, and crops that enlarge the face read fewer faces
-right (benchmarks/results/training.md, "Test-time augmentation").
+pixels, at least one) up, down, left and right (edges repeated), and with ``flip`` the mirror image of each. Shifts,
+not the ten crops of Krizhevsky et al. (2012): the networks are trained on aligned faces at one scale, and crops that
+enlarge the face read fewer faces right (benchmarks/results/training.md, "Test-time augmentation").
 """
 
 from __future__ import annotations

@@ -169,11 +169,10 @@ def test_face_clip_segments(sample_fps: float | None) -> None:
 def test_frame_indices_are_unique_where_the_average_rate_is_not_the_frame_rate(sample_fps: float | None) -> None:
     """face_clip.mp4's frames are 512 ticks (1/25 s) apart but it averages ≈ 24.70 fps: indices come from the base
     rate, one per frame, and segments agree with a whole pass."""
-    clip = FACE_CLIP
-    whole = [(f.index, f.time) for f in iter_frames(clip, sample_fps)]
+    whole = [(f.index, f.time) for f in iter_frames(FACE_CLIP, sample_fps)]
     indices = [i for i, _ in whole]
     assert indices == list(range(len(whole)))
-    parts = [(f.index, f.time) for a, b in ((0.0, 1.7), (1.7, None)) for f in iter_frames(clip, sample_fps, a, b)]
+    parts = [(f.index, f.time) for a, b in ((0.0, 1.7), (1.7, None)) for f in iter_frames(FACE_CLIP, sample_fps, a, b)]
     assert parts == whole
 
 
